@@ -1,0 +1,51 @@
+# Two commands do all the set-up on a fresh Debian machine (as root):
+#   make run    the demo: three local stamps behind the router
+#   make test   installs everything the tests need, then runs them
+VENV        ?= .venv
+PYTHON      ?= python3
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed-stamp
+# Real DNS servers for the updater's provider tests (see docs/dns.md).
+TEST_DEBS   := bind9 bind9-utils knot knot-dnsutils pdns-server pdns-backend-sqlite3 sqlite3
+BENCH_DEBS  := wrk haproxy nginx-light
+
+.PHONY: run test venv system-deps bench schema check clean
+
+run: $(STAMP)
+	$(VENV)/bin/stamp-router demo
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Installs only what is missing, so a warm machine pays nothing.
+system-deps:
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+bench: $(STAMP)
+	@missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+schema: $(STAMP)
+	$(VENV)/bin/stamp-router schema > config/schema.json
+
+check: $(STAMP)
+	$(VENV)/bin/stamp-router check config/demo.toml
+	$(VENV)/bin/stamp-router check config/example.toml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,130 @@
+"""The command line: `stamp-router serve | check | route | demo | dns | schema`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import orjson
+
+from router.errors import ConfigError
+
+
+def _print_json(value) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def cmd_check(args) -> int:
+    from router.config import load_config
+    try:
+        valid = load_config(args.config)
+    except ConfigError as exc:
+        for path, message in exc.errors:
+            print(f"{path or '(document)'}: {message}", file=sys.stderr)
+        return 1
+    cfg = valid.config
+    print(f"ok: {args.config}: version {valid.version}, {len(cfg.stamps)} stamps, {len(valid.pins)} pins")
+    return 0
+
+
+class _Facts:
+    """Request facts for an offline decision."""
+
+    __slots__ = ("method", "host", "tenant_header", "authorization", "geo", "client")
+
+    def __init__(self, *, method="GET", host=None, tenant_header=None, authorization=None, geo=None, client="127.0.0.1"):
+        self.method, self.host, self.tenant_header = method, host, tenant_header
+        self.authorization, self.geo, self.client = authorization, geo, client
+
+
+def cmd_route(args) -> int:
+    from router.config import load_config
+    from router.core import ALL_HEALTHY, build_snapshot, decide
+    try:
+        valid = load_config(args.config)
+    except ConfigError as exc:
+        for path, message in exc.errors:
+            print(f"{path or '(document)'}: {message}", file=sys.stderr)
+        return 1
+    extra = {}
+    if "jwt" in valid.config.routing.sources or args.token:
+        from router.jwt_offline import offline_jwt_sources
+        extra = offline_jwt_sources(valid)
+    snap = build_snapshot(valid, loaded_at=time.time(), extra_sources=extra)
+    facts = _Facts(method=args.method, host=args.host, tenant_header=args.tenant,
+                   authorization=f"Bearer {args.token}" if args.token else None,
+                   geo=args.country, client=args.client)
+    decision = decide(facts, snap, ALL_HEALTHY, time.time(), explain=True)
+    _print_json(decision.as_dict())
+    return 0 if decision.ok else 2
+
+
+def cmd_schema(args) -> int:
+    from router.config import json_schema
+    sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from router.server import serve
+    return serve(args.config)
+
+
+def cmd_demo(args) -> int:
+    from router.demo.run import run_demo
+    return run_demo(args)
+
+
+def cmd_dns(args) -> int:
+    from router.dns.cli import run as dns_run
+    return dns_run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stamp-router", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the router and its admin API")
+    p.add_argument("-c", "--config", required=True)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate a config: exit 0, or 1 with every error on stderr")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("route", help="explain the routing decision for a request, offline")
+    p.add_argument("-c", "--config", required=True)
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--tenant", help="tenant header value")
+    who.add_argument("--host", help="Host header value")
+    who.add_argument("--token", help="a JWT, as sent in Authorization: Bearer")
+    p.add_argument("--country", help="geo header value (for anonymous requests)")
+    p.add_argument("--client", default="127.0.0.1", help="client address (for geo placement)")
+    p.add_argument("--method", default="GET")
+    p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("demo", help="three local demo stamps with the router in front")
+    p.add_argument("--port", type=int, default=8080, help="router port")
+    p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--base-port", type=int, default=18101, help="first demo stamp port")
+    p.add_argument("--data-dir", default=None, help="where the stamps keep their SQLite files")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("dns", help="the DNS updater")
+    dsub = p.add_subparsers(dest="dns_command", required=True)
+    q = dsub.add_parser("sync", help="keep weighted DNS records in step with stamp health")
+    q.add_argument("-c", "--config", required=True)
+    q.add_argument("--once", action="store_true", help="one pass, then exit")
+    q.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    q.add_argument("--force", action="store_true", help="apply a plan over max_change_fraction")
+    q.set_defaults(func=cmd_dns)
+
+    p = sub.add_parser("schema", help="print the config's JSON Schema")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

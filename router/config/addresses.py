@@ -1,0 +1,35 @@
+"""`host:port` strings, as used for listeners and backends."""
+
+from __future__ import annotations
+
+import re
+
+_HOST_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+_IPV4_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port"; raise ValueError with a reason otherwise."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected \"host:port\"")
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or value[end + 1:end + 2] != ":":
+            raise ValueError(f"{value!r} is not \"[ipv6]:port\"")
+        host, port_s = value[1:end], value[end + 2:]
+        if ":" not in host:
+            raise ValueError(f"{value!r}: brackets are only for IPv6 addresses")
+    else:
+        host, sep, port_s = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{value!r} is not \"host:port\"")
+        if ":" in host:
+            raise ValueError(f"{value!r}: write an IPv6 address as \"[addr]:port\"")
+        if _IPV4_RE.fullmatch(host):
+            if any(int(part) > 255 for part in host.split(".")):
+                raise ValueError(f"{value!r}: {host!r} is not a valid IPv4 address")
+        elif not _HOST_RE.fullmatch(host):
+            raise ValueError(f"{value!r}: {host!r} is not a valid host name")
+    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise ValueError(f"{value!r}: port must be 1 to 65535")
+    return host, int(port_s)

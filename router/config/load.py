@@ -1,0 +1,153 @@
+"""Reading a config document (TOML or JSON) into a validated, immutable `ValidConfig`.
+
+All errors come back at once in one `ConfigError`, each with its field path:
+schema errors from pydantic, cross-field errors from `validate`, and pin errors from the
+tenants tables. Nothing here touches the running router; a caller swaps a snapshot in
+only after this returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import orjson
+from pydantic import ValidationError
+
+from router.config.schema import Config
+from router.config.validate import check_cross_fields, check_pins
+from router.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ValidConfig:
+    """A config that passed every check, with its pins merged from all tables."""
+
+    config: Config
+    pins: Mapping[str, str]            # tenant -> stamp name (each name one shared str)
+    modes: Mapping[str, str]           # tenant -> mode, only for non-default modes
+    digest: str                        # sha256 over the documents it came from
+    source: str                        # where it came from: a path, a URL, "admin"
+    document: Mapping[str, Any] = field(repr=False)  # the raw document, tenants included
+
+    @property
+    def version(self) -> str:
+        return self.config.version or self.digest[:12]
+
+
+def loc_to_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.replace("_", "").replace("-", "").isalnum():
+            out += f".{part}" if out else part
+        else:
+            out += f"[{str(part)!r}]"
+    return out
+
+
+def _schema_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        # Union members and validator wrappers add noise entries to loc.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p in ("str", "list[str]", "Pin"))))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        errors.append((loc_to_path(loc), msg))
+    return errors
+
+
+def parse_document(data: bytes | str, fmt: str) -> dict:
+    """Parse TOML or JSON into a mapping; raise ConfigError on a syntax error."""
+    try:
+        if fmt == "json":
+            doc = orjson.loads(data)
+        elif fmt == "toml":
+            doc = tomllib.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+        else:
+            raise ConfigError([("", f"unknown config format {fmt!r}")])
+    except (orjson.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([("", f"cannot parse {fmt.upper()}: {exc}")]) from None
+    if not isinstance(doc, dict):
+        raise ConfigError([("", "the config must be a table (JSON object) at the top level")])
+    return doc
+
+
+def format_of(path: str, content_type: str | None = None) -> str:
+    if content_type:
+        ct = content_type.split(";")[0].strip().lower()
+        if ct in ("application/json", "text/json"):
+            return "json"
+        if ct in ("application/toml", "text/toml", "text/x-toml"):
+            return "toml"
+    return "json" if path.lower().endswith(".json") else "toml"
+
+
+def validate_document(doc: dict, *, source: str, base_dir: str = ".",
+                      digest_parts: tuple[bytes, ...] = ()) -> ValidConfig:
+    """Validate a parsed document in full; raise ConfigError listing every error."""
+    errors: list[tuple[str, str]] = []
+    body = {k: v for k, v in doc.items() if k != "tenants"}
+    config = None
+    try:
+        config = Config.model_validate(body)
+    except ValidationError as exc:
+        errors.extend(_schema_errors(exc))
+    errors.extend(check_cross_fields(doc))
+
+    stamp_names = {}
+    for stamp in doc.get("stamps") or []:
+        if isinstance(stamp, dict) and isinstance(stamp.get("name"), str):
+            stamp_names.setdefault(stamp["name"], stamp["name"])
+    pins: dict[str, str] = {}
+    modes: dict[str, str] = {}
+    if "tenants" in doc:
+        check_pins(doc["tenants"], "tenants", stamp_names, pins, modes, errors)
+    tenants_bytes = b""
+    tenants_file = doc.get("tenants_file")
+    if isinstance(tenants_file, str):
+        path = os.path.join(base_dir, tenants_file)
+        try:
+            with open(path, "rb") as fh:
+                tenants_bytes = fh.read()
+            table = orjson.loads(tenants_bytes)
+        except OSError as exc:
+            errors.append(("tenants_file", f"cannot read {path}: {exc.strerror}"))
+        except orjson.JSONDecodeError as exc:
+            errors.append(("tenants_file", f"{path} is not valid JSON: {exc}"))
+        else:
+            check_pins(table, "tenants_file", stamp_names, pins, modes, errors, origin={"path": "[tenants]"})
+    if errors or config is None:
+        raise ConfigError(errors)
+
+    h = hashlib.sha256()
+    for part in digest_parts or (orjson.dumps(body, option=orjson.OPT_SORT_KEYS),):
+        h.update(part)
+        h.update(b"\0")
+    h.update(tenants_bytes)
+    if not digest_parts and "tenants" in doc:
+        h.update(orjson.dumps(doc["tenants"], option=orjson.OPT_SORT_KEYS))
+    return ValidConfig(config=config, pins=MappingProxyType(pins), modes=MappingProxyType(modes),
+                       digest=h.hexdigest(), source=source, document=MappingProxyType(doc))
+
+
+def load_bytes(data: bytes, *, fmt: str, source: str, base_dir: str = ".") -> ValidConfig:
+    return validate_document(parse_document(data, fmt), source=source, base_dir=base_dir,
+                             digest_parts=(data,))
+
+
+def load_config(path: str) -> ValidConfig:
+    """Read and validate a config file; raise ConfigError (path errors) or OSError."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read {path}: {exc.strerror}")]) from None
+    return load_bytes(data, fmt=format_of(path), source=os.path.abspath(path),
+                      base_dir=os.path.dirname(os.path.abspath(path)))

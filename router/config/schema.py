@@ -1,0 +1,212 @@
+"""The config schema: one pydantic model for TOML and JSON alike.
+
+Every section forbids unknown keys, so a typo is an error with its path rather than a
+silently ignored setting. Defaults here are the documented defaults (docs/config.md);
+the JSON Schema in config/schema.json is generated from these classes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from pydantic import AfterValidator
+
+from router.config.addresses import parse_hostport
+from router.config.units import parse_duration, parse_size
+
+
+def _check_hostport(value: str) -> str:
+    parse_hostport(value)
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_check_hostport)]
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(us|µs|ms|s|m|h)\s*)+$"},
+            {"type": "number", "minimum": 0},
+        ],
+        "description": "A duration: seconds as a number, or a string such as \"150ms\", \"2s\", \"1m30s\".",
+    }),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([KkMmGgTt]i?[Bb]?|[Bb])?\s*$"},
+            {"type": "integer", "minimum": 0},
+        ],
+        "description": "A size: bytes as an integer, or a string such as \"64KiB\", \"100MiB\".",
+    }),
+]
+Source = Literal["jwt", "subdomain", "header"]
+StampState = Literal["active", "draining", "offline"]
+PinMode = Literal["read-write", "read-only"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(Section):
+    http: HostPort = Field("0.0.0.0:8080", description="Address of the proxy listener, host:port.")
+    max_connections: int = Field(10000, ge=1, description="Open client connections at most; further ones are closed at accept.")
+    backlog: int = Field(1024, ge=1, description="listen(2) backlog.")
+
+
+class Admin(Section):
+    listen: HostPort = Field("127.0.0.1:9901", description="Admin API address; loopback unless you mean otherwise.")
+    token_file: str | None = Field(None, description="File holding the bearer token every write endpoint requires. No file: writes are refused.")
+    access_log: bool = Field(False, description="Write one JSON line per request to stdout.")
+
+
+class Routing(Section):
+    sources: list[Source] = Field(["subdomain", "header"], min_length=1, description="Tenant sources, tried in order.")
+    unpinned: Literal["hash", "reject"] = Field("hash", description="What happens to a tenant without a pin.")
+    anonymous: str = Field("reject", pattern=r"^(geo|reject|stamp:.+)$", description="Requests without a tenant: \"geo\", \"reject\" or \"stamp:NAME\".")
+    tenant_header: str = Field("X-Tenant-ID", pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", description="Header read by the `header` source and always set upstream.")
+    stamp_header: str = Field("X-Stamp", pattern=r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+)?$", description="Response header naming the serving stamp; \"\" turns it off.")
+    domains: list[str] = Field([], description="Domains under which `<tenant>.<domain>` names a tenant.")
+    strict_hosts: bool = Field(False, description="Answer 421 to a Host that is neither a configured domain nor one label under one.")
+    retry_after: Duration = Field(5.0, description="Retry-After sent with 503 when no stamp can serve.")
+    balance: Literal["least_request", "round_robin"] = Field("least_request", description="Backend choice within a stamp.")
+
+
+class Jwt(Section):
+    claim: str = Field("tid", description="Claim holding the tenant id; a dotted path reaches into objects (\"org.id\").")
+    algorithms: list[str] = Field(["RS256", "ES256"], min_length=1, description="Allowed signature algorithms.")
+    jwks_url: str | None = Field(None, description="JWKS endpoint, fetched before ready and refreshed in the background.")
+    jwks_file: str | None = Field(None, description="JWKS document on disk.")
+    secret_file: str | None = Field(None, description="Shared secret for HS256/384/512.")
+    issuer: str | None = Field(None, description="Required `iss`.")
+    audience: str | list[str] | None = Field(None, description="Accepted `aud` value(s).")
+    leeway: Duration = Field(30.0, description="Clock skew allowed on exp and nbf.")
+    jwks_refresh: Duration = Field(300.0, description="JWKS refresh interval when the response has no Cache-Control max-age.")
+    jwks_min_refresh: Duration = Field(60.0, description="Lower bound applied to a JWKS max-age.")
+    jwks_max_refresh: Duration = Field(86400.0, description="Upper bound applied to a JWKS max-age.")
+    unknown_kid_refetch: Duration = Field(30.0, description="At most one JWKS refetch per this interval on an unknown `kid`.")
+    cache_size: int = Field(100000, ge=0, description="Verified tokens kept; 0 turns the cache off.")
+    max_token_bytes: int = Field(8192, ge=64, description="Longer bearer tokens are refused without parsing.")
+
+
+class Geo(Section):
+    header: str = Field("CF-IPCountry", description="Header carrying the client's ISO country code.")
+    default_region: str | None = Field(None, description="Region for unknown or missing countries.")
+    regions: dict[str, list[str]] = Field({}, description="Region -> country codes.")
+
+
+class Timeouts(Section):
+    connect: Duration = Field(2.0, description="Upstream TCP connect.")
+    request_header: Duration = Field(10.0, description="Time a client has to send a complete request head.")
+    upstream: Duration = Field(30.0, description="Time from sending a request to the upstream's response head, and between body reads.")
+    idle: Duration = Field(60.0, description="Keep-alive idle time of a client connection.")
+    drain: Duration = Field(30.0, description="On SIGTERM, how long in-flight requests may take to finish.")
+
+
+class Limits(Section):
+    max_header_bytes: Size = Field(65536, description="Largest request head; larger is 431.")
+    max_body_bytes: Size = Field(100 * 1024**2, description="Largest request body; larger is 413.")
+
+
+class Upstream(Section):
+    max_idle_per_backend: int = Field(64, ge=0, description="Idle keep-alive connections kept per backend.")
+    idle_timeout: Duration = Field(30.0, description="An idle pooled connection is closed after this.")
+
+
+class HealthCheck(Section):
+    enabled: bool = Field(True, description="Active probes for this stamp's backends.")
+    path: str = Field("/healthz", description="Probe path; 2xx and 3xx count as healthy.")
+    interval: Duration = Field(2.0, description="Time between probes (with up to 10 % jitter).")
+    timeout: Duration = Field(1.0, description="Probe timeout.")
+    rise: int = Field(2, ge=1, description="Successes in a row that make a backend healthy.")
+    fall: int = Field(3, ge=1, description="Failures in a row that make a backend unhealthy.")
+
+
+class Outlier(Section):
+    consecutive_failures: int = Field(5, ge=1, description="Connect failures, resets or 5xx in a row that eject a backend.")
+    consecutive_5xx: bool = Field(True, description="Count 5xx responses as failures.")
+    base_ejection: Duration = Field(30.0, description="First ejection time; doubles with each ejection.")
+    max_ejection: Duration = Field(300.0, description="Cap on the ejection time.")
+    max_ejected_fraction: float = Field(0.5, ge=0, le=1, description="Share of a stamp's backends that may be ejected passively at once.")
+
+
+class Retry(Section):
+    attempts: int = Field(1, ge=0, description="Retries on another backend of the same stamp when safe.")
+    budget: float = Field(0.2, ge=0, le=1, description="Retries in flight at most this share of requests in flight (at least 3).")
+
+
+class Stamp(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="Unique stamp name.")
+    region: str = Field(description="Region, used by geo routing and DNS record filters.")
+    residency: str | None = Field(None, description="Data-residency boundary; defaults to region.")
+    backends: list[HostPort] = Field(min_length=1, description="host:port of each backend.")
+    public: list[str] = Field([], description="Addresses the DNS updater publishes for this stamp.")
+    weight: int = Field(100, ge=0, le=10000, description="Share of hash placements and DNS weight; 0 takes no new placements.")
+    state: StampState = Field("active", description="active, draining or offline.")
+    failover: list[str] = Field([], description="Stamps that serve this one's traffic when it is down, in order.")
+    allow_cross_residency_failover: bool = Field(False, description="Allow `failover` to name stamps of another residency.")
+    panic_threshold: float = Field(0.0, ge=0, le=1, description="Below this share of healthy backends, route to all of them (0 = off).")
+    health: HealthCheck = Field(default_factory=HealthCheck)
+
+    @property
+    def residency_name(self) -> str:
+        return self.residency or self.region
+
+
+def _pin_from_str(value: Any) -> Any:
+    return {"stamp": value} if isinstance(value, str) else value
+
+
+class Pin(Section):
+    stamp: str
+    mode: PinMode = "read-write"
+
+
+PinEntry = Annotated[Pin, BeforeValidator(_pin_from_str), WithJsonSchema({
+    "anyOf": [{"type": "string", "description": "stamp name"}, {"$ref": "#/$defs/Pin"}],
+})]
+
+
+class Control(Section):
+    url: str | None = Field(None, description="Control-plane URL polled for the config (JSON or TOML).")
+    interval: Duration = Field(10.0, description="Poll interval.")
+    max_backoff: Duration = Field(300.0, description="Cap on the retry delay after failed polls.")
+    token_file: str | None = Field(None, description="Bearer token sent to the control plane.")
+    watch_file: bool = Field(True, description="Reload the config file when it changes (and on SIGHUP).")
+    watch_interval: Duration = Field(1.0, description="How often the config file is checked for changes.")
+    state_dir: str = Field("state", description="Where the last known good config is kept.")
+    max_drop_fraction: float = Field(0.5, ge=0, le=1, description="Refuse a candidate that drops more than this share of pins or stamps unless forced.")
+
+
+class Config(Section):
+    version: str | None = Field(None, max_length=128, description="Version label shown by GET /config; defaults to the digest's first 12 hex digits.")
+    listen: Listen = Field(default_factory=Listen)
+    admin: Admin = Field(default_factory=Admin)
+    routing: Routing = Field(default_factory=Routing)
+    jwt: Jwt | None = None
+    geo: Geo = Field(default_factory=Geo)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    limits: Limits = Field(default_factory=Limits)
+    upstream: Upstream = Field(default_factory=Upstream)
+    outlier: Outlier = Field(default_factory=Outlier)
+    retry: Retry = Field(default_factory=Retry)
+    control: Control = Field(default_factory=Control)
+    stamps: list[Stamp] = Field(min_length=1)
+    # Pins are validated by router.config.load in one tight loop (a million of them must
+    # validate in well under a second); the model keeps the field for the JSON Schema.
+    tenants: dict[str, PinEntry] = Field({}, description="Pins: tenant -> stamp, or {stamp, mode}.")
+    tenants_file: str | None = Field(None, description="JSON object of tenant -> pin, merged with [tenants].")
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "stamp-router config"
+    return schema

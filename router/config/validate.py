@@ -1,0 +1,184 @@
+"""Cross-field checks, run over the raw document so they report alongside schema errors.
+
+The schema (pydantic) reports what is wrong with each field; this module reports what is
+wrong between fields: names that do not resolve, failover that crosses a residency, and so
+on. It reads the raw mapping defensively (a field of the wrong type is the schema's error
+to report, not ours), so one pass of `check` shows every problem.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from router.core.tenant import is_valid_tenant
+
+Errors = list[tuple[str, str]]
+_COUNTRY_RE = re.compile(r"[A-Z]{2}")
+# Past this many errors of one class, the rest are summed up in one line: a million
+# dangling pins would otherwise bury everything else.
+MAX_ERRORS_PER_CLASS = 50
+KEY_SOURCES = ("jwks_url", "jwks_file", "secret_file")
+
+
+def key_path(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f"{prefix}[{key!r}]"
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def stamp_index(raw: dict) -> dict[str, dict]:
+    """name -> the raw stamp table, for stamps whose name is a string (first one wins)."""
+    out: dict[str, dict] = {}
+    for stamp in _list(raw.get("stamps")):
+        if isinstance(stamp, dict) and isinstance(stamp.get("name"), str):
+            out.setdefault(stamp["name"], stamp)
+    return out
+
+
+def residency_of(stamp: dict) -> Any:
+    return stamp.get("residency") or stamp.get("region")
+
+
+def check_cross_fields(raw: dict) -> Errors:
+    errors: Errors = []
+    stamps = _list(raw.get("stamps"))
+    by_name = stamp_index(raw)
+
+    seen: dict[str, int] = {}
+    for i, stamp in enumerate(stamps):
+        if not isinstance(stamp, dict) or not isinstance(stamp.get("name"), str):
+            continue
+        name = stamp["name"]
+        if name in seen:
+            errors.append((f"stamps[{i}].name", f"duplicate stamp name {name!r} (first at stamps[{seen[name]}])"))
+        else:
+            seen[name] = i
+
+    for i, stamp in enumerate(stamps):
+        if not isinstance(stamp, dict):
+            continue
+        own, own_res = stamp.get("name"), residency_of(stamp)
+        cross_ok = stamp.get("allow_cross_residency_failover") is True
+        for j, target in enumerate(_list(stamp.get("failover"))):
+            path = f"stamps[{i}].failover[{j}]"
+            if not isinstance(target, str):
+                continue
+            if target == own:
+                errors.append((path, f"stamp {own!r} cannot fail over to itself"))
+            elif target not in by_name:
+                errors.append((path, f"unknown stamp {target!r}"))
+            elif not cross_ok:
+                res = residency_of(by_name[target])
+                if res != own_res:
+                    errors.append((path, f"stamp {target!r} is in residency {res!r}, not {own_res!r} "
+                                         "(set allow_cross_residency_failover = true on this stamp to allow it)"))
+
+    routing = _dict(raw.get("routing"))
+    sources = _list(routing.get("sources")) or ["subdomain", "header"]
+    anonymous = routing.get("anonymous", "reject")
+    if isinstance(anonymous, str) and anonymous.startswith("stamp:"):
+        target = anonymous[len("stamp:"):]
+        if target not in by_name:
+            errors.append(("routing.anonymous", f"unknown stamp {target!r}"))
+    if "subdomain" in sources and not _list(routing.get("domains")):
+        errors.append(("routing.domains", "\"subdomain\" is in routing.sources but no domain is configured"))
+    for j, domain in enumerate(_list(routing.get("domains"))):
+        if isinstance(domain, str) and (not domain or domain.startswith(".") or domain != domain.strip()):
+            errors.append((f"routing.domains[{j}]", f"{domain!r} is not a domain name"))
+
+    jwt = raw.get("jwt")
+    if "jwt" in sources:
+        if not isinstance(jwt, dict):
+            errors.append(("jwt", "\"jwt\" is in routing.sources but there is no [jwt] section"))
+        elif not any(jwt.get(k) for k in KEY_SOURCES):
+            errors.append(("jwt", "\"jwt\" is in routing.sources but [jwt] sets none of jwks_url, jwks_file, secret_file"))
+    if isinstance(jwt, dict):
+        given = [k for k in KEY_SOURCES if jwt.get(k)]
+        if len(given) > 1:
+            errors.append(("jwt", f"set only one key source, not {' and '.join(given)}"))
+        algs = [a for a in _list(jwt.get("algorithms")) if isinstance(a, str)]
+        hs = [a for a in algs if a.startswith("HS")]
+        if hs and len(hs) != len(algs):
+            errors.append(("jwt.algorithms", "HMAC (HS*) algorithms cannot be allowed together with public-key algorithms (key confusion)"))
+        if hs and jwt.get("secret_file") is None and given:
+            errors.append(("jwt.algorithms", f"{', '.join(hs)} need secret_file"))
+        if jwt.get("secret_file") and algs and not hs:
+            errors.append(("jwt.secret_file", "a shared secret only verifies HS256/384/512; allow one of them"))
+
+    geo = _dict(raw.get("geo"))
+    regions_with_stamps = {s.get("region") for s in by_name.values()}
+    country_owner: dict[str, str] = {}
+    for region, countries in _dict(geo.get("regions")).items():
+        if region not in regions_with_stamps:
+            errors.append((key_path("geo.regions", region), f"no stamp is in region {region!r}"))
+        for j, cc in enumerate(_list(countries)):
+            if not isinstance(cc, str) or not _COUNTRY_RE.fullmatch(cc):
+                errors.append((f"{key_path('geo.regions', region)}[{j}]", f"{cc!r} is not an ISO 3166 country code (two capital letters)"))
+            elif cc in country_owner:
+                errors.append((f"{key_path('geo.regions', region)}[{j}]", f"country {cc} is already in region {country_owner[cc]!r}"))
+            else:
+                country_owner[cc] = region
+    default_region = geo.get("default_region")
+    if default_region is not None and default_region not in regions_with_stamps:
+        errors.append(("geo.default_region", f"no stamp is in region {default_region!r}"))
+    if anonymous == "geo" and default_region is None:
+        errors.append(("geo.default_region", "required when routing.anonymous = \"geo\" (where unknown countries go)"))
+    return errors
+
+
+def check_pins(table: Any, path: str, stamp_names: dict[str, str],
+               pins: dict[str, str], modes: dict[str, str], errors: Errors,
+               origin: dict[str, str] | None = None) -> None:
+    """Validate one pin table into `pins` (tenant -> stamp) and `modes` (non-default).
+
+    Written as one tight loop: a million pins must validate in well under a second.
+    `stamp_names` maps each name to itself so every pin shares one string object.
+    """
+    if not isinstance(table, dict):
+        errors.append((path, "must be a table (object) of tenant -> stamp"))
+        return
+    bad_id = bad_stamp = bad_shape = conflicts = 0
+    get_name = stamp_names.get
+    for tenant, value in table.items():
+        if type(value) is str:
+            stamp, mode = value, None
+        elif type(value) is dict and isinstance(value.get("stamp"), str) and set(value) <= {"stamp", "mode"} \
+                and value.get("mode", "read-write") in ("read-write", "read-only"):
+            stamp, mode = value["stamp"], value.get("mode")
+        else:
+            bad_shape += 1
+            if bad_shape <= MAX_ERRORS_PER_CLASS:
+                errors.append((key_path(path, tenant), "a pin is a stamp name or {stamp = \"NAME\", mode = \"read-write\" | \"read-only\"}"))
+            continue
+        if not is_valid_tenant(tenant):
+            bad_id += 1
+            if bad_id <= MAX_ERRORS_PER_CLASS:
+                errors.append((key_path(path, tenant), "invalid tenant id: 1 to 128 of A-Z a-z 0-9 . _ -"))
+            continue
+        name = get_name(stamp)
+        if name is None:
+            bad_stamp += 1
+            if bad_stamp <= MAX_ERRORS_PER_CLASS:
+                errors.append((key_path(path, tenant), f"unknown stamp {stamp!r}"))
+            continue
+        prior = pins.get(tenant)
+        if prior is not None and (prior != name or modes.get(tenant) != (mode if mode == "read-only" else None)):
+            conflicts += 1
+            if conflicts <= MAX_ERRORS_PER_CLASS:
+                where = origin.get("path", "another table") if origin else "another table"
+                errors.append((key_path(path, tenant), f"conflicts with the pin in {where} (stamp {prior!r})"))
+            continue
+        pins[tenant] = name
+        if mode == "read-only":
+            modes[tenant] = mode
+    for count, what in ((bad_shape, "malformed pins"), (bad_id, "invalid tenant ids"),
+                        (bad_stamp, "pins to unknown stamps"), (conflicts, "conflicting pins")):
+        if count > MAX_ERRORS_PER_CLASS:
+            errors.append((path, f"... and {count - MAX_ERRORS_PER_CLASS} more {what}"))

@@ -1,0 +1,136 @@
+"""decide(): the whole routing decision of design.md section 3, as one pure function.
+
+Inputs are the request facts, the current snapshot, a health view and the time; the
+output is a `Decision`. No I/O, no clock, no mutation: the proxy, `/route` and
+`stamp-router route` all call this and only differ in what they do with the answer.
+"""
+
+from __future__ import annotations
+
+from router.core.decision import DEFAULT, FAILOVER, GEO, HASH, PINNED, Decision
+from router.core.hashing import hrw_score, key_hash
+from router.core.health_view import HealthView
+from router.core.snapshot import Snapshot
+from router.core.sources import RequestFacts, TenantRejected
+from router.errors import ErrorKind
+
+# RFC 9110 9.2.1: methods that do not change state; a read-only pin lets only these pass.
+SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
+
+
+def decide(facts: RequestFacts, snap: Snapshot, health: HealthView, now: float,
+           explain: bool = False) -> Decision:
+    steps: list[str] | None = [] if explain else None
+
+    if snap.strict_hosts and snap.subdomain is not None:
+        host = facts.host
+        if not host or not snap.subdomain.known_host(host):
+            return Decision(None, None, None, None, error=ErrorKind.UNKNOWN_HOST,
+                            message=f"host {host!r} is not served here")
+
+    tenant = source = None
+    for src in snap.sources:
+        try:
+            tenant = src.resolve(facts, now)
+        except TenantRejected as exc:
+            return Decision(None, src.name, None, None, error=exc.kind, message=exc.message,
+                            considered=tuple(steps or ()) + (f"{src.name}: {exc.message}",) if explain else (),
+                            www_authenticate=exc.www_authenticate)
+        if tenant is not None:
+            source = src.name
+            if steps is not None:
+                steps.append(f"{src.name}: tenant {tenant!r}")
+            break
+        if steps is not None:
+            steps.append(f"{src.name}: no tenant")
+
+    mode = None
+    if tenant is not None:
+        name = snap.pins.get(tenant)
+        if name is not None:
+            reason = PINNED
+            mode = snap.modes.get(tenant)
+            if mode is not None and facts.method not in SAFE_METHODS:
+                return Decision(tenant, source, None, PINNED, error=ErrorKind.TENANT_READ_ONLY, mode=mode,
+                                message=f"tenant {tenant!r} is read-only; {facts.method} is refused",
+                                considered=tuple(steps or ()))
+        elif snap.unpinned == "hash":
+            reason = HASH
+            name = snap.placement.lookup(tenant)
+            if name is None:
+                return Decision(tenant, source, None, HASH, error=ErrorKind.NO_HEALTHY_STAMP,
+                                message="no active stamp takes new tenants", retry_after=snap.retry_after,
+                                considered=tuple(steps or ()))
+        else:
+            return Decision(tenant, source, None, None, error=ErrorKind.UNKNOWN_TENANT,
+                            message=f"tenant {tenant!r} is not pinned to any stamp",
+                            considered=tuple(steps or ()))
+        if steps is not None:
+            steps.append(f"{reason}: stamp {name!r}")
+    elif snap.anonymous == "geo":
+        return _decide_geo(facts, snap, health, steps)
+    elif snap.anonymous_stamp is not None:
+        name, reason = snap.anonymous_stamp, DEFAULT
+        if steps is not None:
+            steps.append(f"anonymous: default stamp {name!r}")
+    else:
+        kind = ErrorKind.UNAUTHENTICATED if snap.jwt_in_sources else ErrorKind.NO_ROUTE
+        return Decision(None, None, None, None, error=kind, considered=tuple(steps or ()),
+                        message="no tenant in the request" + (" (a bearer token is required)" if snap.jwt_in_sources else ""),
+                        www_authenticate="Bearer" if snap.jwt_in_sources else None)
+
+    return _serve(tenant, source, name, reason, mode, snap, health, steps)
+
+
+def _serve(tenant, source, name, reason, mode, snap: Snapshot, health: HealthView,
+           steps: list[str] | None) -> Decision:
+    """The placed stamp if it can serve, else the first of its failover list that can."""
+    stamp = snap.stamps[name]
+    backends = health.healthy_backends(stamp) if stamp.state != "offline" else ()
+    if backends:
+        return Decision(tenant, source, name, reason, backends, mode=mode, considered=tuple(steps or ()))
+    if steps is not None:
+        steps.append(f"stamp {name!r} cannot serve ({'offline' if stamp.state == 'offline' else 'no healthy backend'})")
+    for alt_name in stamp.failover:
+        alt = snap.stamps[alt_name]
+        alt_backends = health.healthy_backends(alt) if alt.state != "offline" else ()
+        if alt_backends:
+            if steps is not None:
+                steps.append(f"failover: stamp {alt_name!r}")
+            return Decision(tenant, source, alt_name, FAILOVER, alt_backends, placed=name, placed_by=reason,
+                            mode=mode, considered=tuple(steps or ()))
+        if steps is not None:
+            steps.append(f"failover candidate {alt_name!r} cannot serve")
+    return Decision(tenant, source, None, reason, error=ErrorKind.NO_HEALTHY_STAMP, placed=name, placed_by=reason,
+                    message=f"stamp {name!r} has no healthy backend and no failover stamp can serve",
+                    retry_after=snap.retry_after, mode=mode, considered=tuple(steps or ()))
+
+
+def _decide_geo(facts: RequestFacts, snap: Snapshot, health: HealthView,
+                steps: list[str] | None) -> Decision:
+    country = (facts.geo or "").strip().upper()
+    region = snap.geo_countries.get(country)
+    if region is None:
+        region = snap.geo_default
+        if steps is not None:
+            steps.append(f"geo: country {country or '(none)'!r} unknown, default region {region!r}")
+    elif steps is not None:
+        steps.append(f"geo: country {country!r} -> region {region!r}")
+    # Rendezvous over the region's stamps that can serve now: stable per client address,
+    # and only the clients of a stamp that went down move.
+    key = key_hash(facts.client)
+    best = best_score = None
+    for stamp in snap.region_stamps.get(region, ()):
+        backends = health.healthy_backends(stamp)
+        if not backends:
+            continue
+        score = hrw_score(key, stamp.seed, stamp.weight)
+        if best is None or score > best_score:
+            best, best_score, best_backends = stamp, score, backends
+    if best is None:
+        return Decision(None, None, None, GEO, error=ErrorKind.NO_HEALTHY_STAMP,
+                        message=f"no active stamp of region {region!r} can serve",
+                        retry_after=snap.retry_after, considered=tuple(steps or ()))
+    if steps is not None:
+        steps.append(f"geo: stamp {best.name!r} by client address")
+    return Decision(None, None, best.name, GEO, best_backends, considered=tuple(steps or ()))

@@ -1,0 +1,54 @@
+"""The routing decision: one value that the proxy carries out and `/route` explains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.errors import STATUS, ErrorKind
+
+PINNED, HASH, GEO, DEFAULT, FAILOVER = "pinned", "hash", "geo", "default", "failover"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    tenant: str | None
+    source: str | None                # which source yielded the tenant (None: anonymous)
+    stamp: str | None                 # the stamp that serves; None when refused
+    reason: str | None                # pinned | hash | geo | default | failover
+    backends: tuple[str, ...] = ()    # healthy candidates in that stamp
+    error: ErrorKind | None = None
+    message: str = ""
+    placed: str | None = None         # the stamp placement chose, when a failover moved it
+    placed_by: str | None = None      # how `placed` was chosen (pinned | hash | geo | default)
+    mode: str | None = None           # "read-only" for a read-only pin
+    considered: tuple[str, ...] = ()  # the steps taken, filled when explain=True
+    retry_after: int | None = None
+    www_authenticate: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def status(self) -> int | None:
+        return None if self.error is None else STATUS[self.error]
+
+    def as_dict(self) -> dict:
+        out = {
+            "tenant": self.tenant, "source": self.source, "stamp": self.stamp,
+            "reason": self.reason, "backends": list(self.backends),
+        }
+        if self.placed is not None:
+            out["failover_from"] = self.placed
+            out["placed_by"] = self.placed_by
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.error is not None:
+            out["error"] = self.error.value
+            out["status"] = STATUS[self.error]
+            out["message"] = self.message
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        if self.considered:
+            out["considered"] = list(self.considered)
+        return out

@@ -1,0 +1,106 @@
+"""The tenant source chain (design.md section 3.1).
+
+Each source looks at the request facts and returns a tenant id, None ("not here, try
+the next source"), or raises `TenantRejected` ("here, and wrong": never fall through).
+A source is an object with a `name` and `resolve(facts, now)`; the jwt source
+(router.core.jwt_source) has the same shape, so the chain is just a tuple.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from router.core.tenant import MAX_TENANT_LEN, is_valid_tenant
+from router.errors import ErrorKind
+
+
+class RequestFacts(Protocol):
+    """What the core reads of a request. The proxy's request object has these attributes."""
+
+    method: str
+    host: str | None            # Host header as sent
+    tenant_header: str | None   # value of routing.tenant_header
+    authorization: str | None   # value of Authorization
+    geo: str | None             # value of geo.header
+    client: str                 # client IP address
+
+
+class TenantRejected(Exception):
+    """A source found a tenant claim and it is invalid; the request ends here."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, www_authenticate: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.www_authenticate = www_authenticate
+
+
+class TenantSource(Protocol):
+    name: str
+
+    def resolve(self, facts: RequestFacts, now: float) -> str | None: ...
+
+
+def normalize_host(host: str) -> str:
+    """Lowercase, without port and trailing dot (RFC 9110 7.2: Host is case-insensitive)."""
+    host = host.lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    colon = host.rfind(":")
+    if colon >= 0:
+        host = host[:colon]
+    return host.rstrip(".")
+
+
+def check_tenant(value: str, origin: str) -> str:
+    if not is_valid_tenant(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise TenantRejected(ErrorKind.INVALID_TENANT,
+                             f"invalid tenant id {shown!r} from {origin}: 1 to {MAX_TENANT_LEN} of A-Z a-z 0-9 . _ -")
+    return value
+
+
+class SubdomainSource:
+    """`<tenant>.<domain>` for a configured domain; exactly one label."""
+
+    name = "subdomain"
+    __slots__ = ("suffixes", "_cache")
+
+    def __init__(self, domains: tuple[str, ...]) -> None:
+        # Longest domain first, so "a.eu.example.com" matches eu.example.com before example.com.
+        self.suffixes = tuple("." + d.lower().rstrip(".") for d in sorted(domains, key=len, reverse=True))
+
+    def label(self, host: str) -> str | None:
+        host = normalize_host(host)
+        for suffix in self.suffixes:
+            if host.endswith(suffix):
+                label = host[:-len(suffix)]
+                return label if label and "." not in label else None
+        return None
+
+    def resolve(self, facts: RequestFacts, now: float) -> str | None:
+        host = facts.host
+        if not host:
+            return None
+        label = self.label(host)
+        return None if label is None else check_tenant(label, "the Host subdomain")
+
+    def known_host(self, host: str) -> bool:
+        """Whether `host` is a configured domain or one label under one (strict_hosts)."""
+        host = normalize_host(host)
+        return any(host == s[1:] or (host.endswith(s) and "." not in host[:-len(s)] and host[:-len(s)])
+                   for s in self.suffixes)
+
+
+class HeaderSource:
+    name = "header"
+    __slots__ = ("header",)
+
+    def __init__(self, header: str) -> None:
+        self.header = header
+
+    def resolve(self, facts: RequestFacts, now: float) -> str | None:
+        value = facts.tenant_header
+        if value is None:
+            return None
+        return check_tenant(value, f"the {self.header} header")
