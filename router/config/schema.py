@@ -7,7 +7,7 @@ the JSON Schema in config/schema.json is generated from these classes.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -169,8 +169,16 @@ class Pin(Section):
     mode: PinMode = "read-write"
 
 
+# The object form is written out: a "$ref" to Pin would dangle, because WithJsonSchema
+# replaces Pin's own schema and so pydantic never emits its definition.
 PinEntry = Annotated[Pin, BeforeValidator(_pin_from_str), WithJsonSchema({
-    "anyOf": [{"type": "string", "description": "stamp name"}, {"$ref": "#/$defs/Pin"}],
+    "anyOf": [
+        {"type": "string", "description": "stamp name"},
+        {"type": "object", "additionalProperties": False, "required": ["stamp"], "properties": {
+            "stamp": {"type": "string", "description": "stamp name"},
+            "mode": {"enum": list(get_args(PinMode)), "default": "read-write"},
+        }},
+    ],
 })]
 
 
