@@ -28,7 +28,7 @@ class ValidConfig:
     """A config that passed every check, with its pins merged from all tables."""
 
     config: Config
-    pins: Mapping[str, str]            # tenant -> stamp name (each name one shared str)
+    pins: Mapping[str, str]            # tenant -> stamp name (names shared unless bulk-loaded)
     modes: Mapping[str, str]           # tenant -> mode, only for non-default modes
     digest: str                        # sha256 over the documents it came from
     source: str                        # where it came from: a path, a URL, "admin"
