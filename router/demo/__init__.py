@@ -1,0 +1,1 @@
+"""The embedded demo: three local stamps (small aiohttp apps with SQLite) behind the router."""

@@ -1,0 +1,335 @@
+"""Client side: one asyncio Protocol per client connection, parsing with httptools.
+
+Connection lifecycle (one deadline per connection, checked by the server's sweep):
+
+    state         deadline                    on expiry
+    ----------    -------------------------   -----------------------------------------
+    WAIT_HEAD     timeouts.request_header     408 if a request began, else close quietly
+    BUSY          none (the exchange's own)   upstream timeout handled by the exchange
+    IDLE          timeouts.idle               close (keep-alive expired)
+    TUNNEL        none                        bytes flow until either side closes
+
+Requests are answered in order: pipelined requests queue behind the current one, and
+reading pauses while more than one is queued. A request is started only after the
+parser has consumed the whole read, so a request that turns out malformed within the
+same read never reaches an upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from router.errors import STATUS, ErrorKind, RouterError
+from router.proxy.exchange import Exchange
+from router.proxy.http import CRLF, REQUEST_ID_RE, error_response
+from router.proxy.settings import (H_AUTH, H_CONNECTION, H_CONTENT_LENGTH, H_EXPECT, H_GEO, H_HOP, H_HOST,
+                                   H_REQUEST_ID, H_TENANT, H_TRANSFER_ENCODING, H_UPGRADE, H_XF_HOST,
+                                   H_XF_PROTO, H_XFF)
+
+if TYPE_CHECKING:
+    from router.proxy.server import ProxyServer
+    from router.proxy.upstream import UpstreamConnection
+
+WAIT_HEAD, BUSY, IDLE, TUNNEL = range(4)
+INF = float("inf")
+# Reasons reading from the client is paused; reading resumes when none is left.
+P_PIPELINE, P_UPSTREAM_FULL, P_PENDING, P_UPGRADE = 1, 2, 4, 8
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = ("server", "transport", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
+                 "deadline", "pause_mask", "write_paused", "tunnel", "upgraded", "early", "closed",
+                 "eof")
+
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpRequestParser(self)
+        self.client_ip = "-"
+        self.cur: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.head_bytes = 0
+        self.phase = WAIT_HEAD
+        self.deadline = INF
+        self.pause_mask = 0
+        self.write_paused = False
+        self.tunnel: UpstreamConnection | None = None
+        self.upgraded = False
+        self.early: list[bytes] = []
+        self.closed = False
+        self.eof = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        server = self.server
+        if not server.admit(self):
+            transport.abort()
+            self.closed = True
+            return
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = peer[0]
+        self.deadline = server.loop.time() + server.state.settings.header_timeout
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if self.upgraded:
+            # Bytes after an upgrade request, before the backend said 101: hold them.
+            self.early.append(data)
+            self.pause_reading(P_UPGRADE)
+            return
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self.upgraded = True
+            rest = data[exc.args[0]:]
+            if rest:
+                self.early.append(rest)
+        except HttpParserCallbackError as exc:
+            err = exc.__context__
+            if isinstance(err, RouterError):
+                self.protocol_error(err.kind, err.message)
+            else:
+                self.protocol_error(ErrorKind.BAD_REQUEST, f"malformed request: {exc}")
+            return
+        except HttpParserError as exc:
+            self.protocol_error(ErrorKind.BAD_REQUEST, f"malformed request: {exc}")
+            return
+        queue = self.queue
+        if queue:
+            head = queue[0]
+            if head.decision is None and not head.finished:
+                head.start()
+
+    def eof_received(self) -> bool | None:
+        # A client that half-closes after its request still wants the answer.
+        self.eof = True
+        if self.queue:
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.release(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+        while self.queue:
+            self.queue.popleft().abort()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        up = self.tunnel
+        if up is None and self.queue:
+            up = self.queue[0].upstream
+        if up is not None:
+            up.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        up = self.tunnel
+        if up is None and self.queue:
+            up = self.queue[0].upstream
+        if up is not None:
+            up.resume_reading()
+
+    # -- flow control ------------------------------------------------------------------
+    def pause_reading(self, reason: int = P_UPSTREAM_FULL) -> None:
+        if not self.pause_mask and not self.closed:
+            self.transport.pause_reading()
+        self.pause_mask |= reason
+
+    def resume_reading(self, reason: int = P_UPSTREAM_FULL) -> None:
+        if self.pause_mask & reason:
+            self.pause_mask &= ~reason
+            if not self.pause_mask and not self.closed:
+                self.transport.resume_reading()
+
+    # -- tunnel (Upgrade) -----------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def open_tunnel(self, upstream: UpstreamConnection, rest: bytes) -> None:
+        self.tunnel = upstream
+        upstream.tunnel = self
+        self.phase = TUNNEL
+        self.deadline = INF
+        if rest:
+            self.transport.write(rest)
+        for chunk in self.early:
+            upstream.write(chunk)
+        self.early = []
+        self.resume_reading(P_UPGRADE | P_PIPELINE | P_PENDING)
+
+    # -- httptools callbacks (request) ---------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.cur = Exchange(self)
+        self.head_bytes = 0
+        if self.phase == IDLE:
+            self.phase = WAIT_HEAD
+            self.deadline = self.server.loop.time() + self.cur.settings.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.cur
+        ex.url += url
+        self.head_bytes += len(url)
+        if self.head_bytes > ex.settings.max_header_bytes:
+            raise RouterError(ErrorKind.HEADERS_TOO_LARGE, "request head exceeds limits.max_header_bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.cur
+        if ex.head_done:
+            # Chunked trailers (RFC 9112 7.1.2): forwarded as they came.
+            if ex.trailers is None:
+                ex.trailers = []
+            ex.trailers.append(name + b": " + value + CRLF)
+            return
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > ex.settings.max_header_bytes:
+            raise RouterError(ErrorKind.HEADERS_TOO_LARGE, "request head exceeds limits.max_header_bytes")
+        kind = ex.settings.interest.get(name.lower())
+        if kind is None:
+            ex.lines.append(name + b": " + value + CRLF)
+        elif kind == H_HOST:
+            if ex.host_b is not None:
+                raise RouterError(ErrorKind.BAD_REQUEST, "more than one Host header")
+            ex.host_b = value
+            ex.host = value.decode("latin-1")
+            ex.lines.append(name + b": " + value + CRLF)
+        elif kind == H_TENANT:
+            # Never forwarded: the router sets the tenant header from its own decision.
+            if ex.tenant_header is not None:
+                raise RouterError(ErrorKind.BAD_REQUEST, "more than one tenant header")
+            ex.tenant_header = value.decode("latin-1")
+        elif kind == H_AUTH:
+            ex.authorization = value.decode("latin-1")
+            ex.lines.append(name + b": " + value + CRLF)
+        elif kind == H_GEO:
+            ex.geo = value.decode("latin-1")
+            ex.lines.append(name + b": " + value + CRLF)
+        elif kind == H_CONTENT_LENGTH:
+            # llhttp refuses differing duplicates and CL with TE; identical ones are one value.
+            if not value.strip().isdigit():
+                raise RouterError(ErrorKind.BAD_REQUEST, "invalid Content-Length")
+            n = int(value)
+            if ex.content_length is not None and ex.content_length != n:
+                raise RouterError(ErrorKind.BAD_REQUEST, "conflicting Content-Length headers")
+            ex.content_length = n
+        elif kind == H_TRANSFER_ENCODING:
+            ex.chunked = True
+        elif kind == H_REQUEST_ID:
+            if REQUEST_ID_RE.fullmatch(value):
+                ex.request_id = value
+        elif kind == H_XFF:
+            ex.xff = value if ex.xff is None else ex.xff + b", " + value
+        elif kind == H_CONNECTION:
+            ex.conn_header = value if ex.conn_header is None else ex.conn_header + b", " + value
+        elif kind == H_UPGRADE:
+            ex.upgrade = value
+        elif kind == H_EXPECT:
+            ex.lines.append(name + b": " + value + CRLF)
+        # H_XF_PROTO, H_XF_HOST, H_HOP: dropped; the router sets the X-Forwarded-* itself.
+
+    def on_headers_complete(self) -> None:
+        ex = self.cur
+        parser = self.parser
+        ex.head_done = True
+        method = parser.get_method()
+        ex.method_b = method
+        ex.method = method.decode("ascii")
+        ex.http10 = parser.get_http_version() == "1.0"
+        ex.keep_alive = parser.should_keep_alive()
+        if ex.upgrade is not None and not parser.should_upgrade():
+            ex.upgrade = None
+        if ex.chunked and ex.content_length is not None:
+            raise RouterError(ErrorKind.BAD_REQUEST, "both Content-Length and Transfer-Encoding")
+        if not ex.chunked and not ex.content_length:
+            ex.replay = []
+        self.phase = BUSY
+        self.deadline = INF
+        self.server.metrics.in_flight += 1
+        self.queue.append(ex)
+        if len(self.queue) > 1:
+            self.pause_reading(P_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        self.cur.on_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.cur
+        if not ex.finished:
+            ex.on_request_done()
+        else:
+            ex.req_done = True
+
+    # -- ending ------------------------------------------------------------------------
+    def exchange_done(self, ex: Exchange, aborted: bool) -> None:
+        queue = self.queue
+        if queue and queue[0] is ex:
+            queue.popleft()
+        elif ex in queue:
+            queue.remove(ex)
+        if self.closed:
+            return
+        if ex.close_after or aborted or (self.upgraded and self.tunnel is None) or (self.eof and not queue):
+            self.closed = True
+            self.transport.close()
+            return
+        if len(queue) <= 1:
+            self.resume_reading(P_PIPELINE)
+        if queue:
+            nxt = queue[0]
+            if nxt.decision is None and not nxt.finished:
+                nxt.start()
+        elif self.tunnel is None:
+            if self.server.draining:
+                self.closed = True
+                self.transport.close()
+                return
+            self.phase = IDLE
+            self.deadline = self.server.loop.time() + ex.settings.idle_timeout
+
+    def protocol_error(self, kind: ErrorKind, message: str) -> None:
+        """The client sent something we cannot parse: answer once, close, forward nothing."""
+        if self.closed:
+            return
+        if not any(ex.resp_started for ex in self.queue):
+            rid = self.server.next_request_id()
+            self.transport.write(error_response(kind, message, rid, close=True))
+            self.server.metrics.stamp(None).observe(STATUS[kind], 0.0)
+        self.closed = True      # exchange_done must not act on a connection being torn down
+        while self.queue:
+            self.queue.popleft().abort()
+        self.transport.close()
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the server's sweep; enforces the connection's named deadline."""
+        if now >= self.deadline and not self.closed:
+            if self.phase == WAIT_HEAD and self.cur is not None and not self.cur.head_done:
+                self.protocol_error(ErrorKind.REQUEST_TIMEOUT, "request head not received within timeouts.request_header")
+            else:
+                self.closed = True
+                self.transport.close()
+            return
+        if self.queue:
+            ex = self.queue[0]
+            if now >= ex.up_deadline:
+                ex.upstream_timed_out()
+
+    def close_if_idle(self) -> None:
+        if self.phase in (IDLE, WAIT_HEAD) and not self.queue and not self.closed and \
+                (self.cur is None or self.cur.finished):
+            self.closed = True
+            self.transport.close()

@@ -1,0 +1,495 @@
+"""One request/response pair: asks the core for a decision and carries it out.
+
+The exchange is the proxy's per-request object. It doubles as the core's `RequestFacts`
+(host, tenant_header, authorization, geo, client, method), so deciding allocates nothing
+but the Decision. It never decides anything itself: a refusal is the decision's error
+kind, a failover is the decision's stamp. What it owns is the carrying out: picking a
+backend among the decision's candidates, the upstream connection, retries, timeouts,
+re-framing the body, and the bookkeeping when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from router.core.decide import decide
+from router.errors import STATUS, ErrorKind
+from router.proxy.http import CRLF, connection_tokens, error_response
+from router.proxy.upstream import F_CHUNKED, F_LENGTH, F_NONE, F_RAW_CLOSE, BackendPool, UpstreamConnection
+
+if TYPE_CHECKING:
+    from router.proxy.downstream import ClientConnection
+
+# A request body is kept for a resend while it is at most this large; past it, the
+# request can only go to the first backend that accepted it.
+REPLAY_MAX = 64 * 1024
+# Body bytes held while the upstream connection is being opened, before reading pauses.
+PENDING_MAX = 256 * 1024
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+INF = float("inf")
+_time = time.time
+
+
+class Exchange:
+    __slots__ = (
+        "conn", "server", "snap", "settings", "t0",
+        # request facts (read by the core)
+        "method", "host", "tenant_header", "authorization", "geo", "client",
+        # request head
+        "method_b", "url", "lines", "host_b", "request_id", "xff", "content_length", "chunked",
+        "conn_header", "upgrade", "http10", "keep_alive", "trailers", "head_done",
+        # carrying out
+        "decision", "head", "pool", "backend", "upstream", "tried", "connect_task", "pending", "pending_bytes",
+        "replay", "replay_bytes", "body_in", "req_done", "up_deadline", "retried",
+        # response
+        "status", "framing", "resp_started", "bytes_out", "close_after", "finished", "t_up",
+    )
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.server = conn.server
+        # Each request is decided and carried out on the snapshot current when it began.
+        self.snap, self.settings = conn.server.state.current
+        self.t0 = conn.server.loop.time()
+        self.client = conn.client_ip
+        self.method = "GET"
+        self.method_b = b"GET"
+        self.url = b""
+        self.lines: list[bytes] = []
+        self.host = self.tenant_header = self.authorization = self.geo = None
+        self.host_b = self.request_id = self.xff = self.conn_header = self.upgrade = None
+        self.content_length: int | None = None
+        self.chunked = False
+        self.http10 = False
+        self.keep_alive = True
+        self.trailers: list[bytes] | None = None
+        self.head_done = False
+        self.decision = None
+        self.head = b""
+        self.pool: BackendPool | None = None
+        self.backend: str | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.tried: list[str] | None = None
+        self.connect_task = None
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.replay: list[bytes] | None = []
+        self.replay_bytes = 0
+        self.body_in = 0
+        self.req_done = False
+        self.up_deadline = INF
+        self.retried = False
+        self.status = 0
+        self.framing = F_NONE
+        self.resp_started = False
+        self.bytes_out = 0
+        self.close_after = False
+        self.finished = False
+        self.t_up = 0.0
+
+    # -- request side ------------------------------------------------------------------
+    def on_body(self, chunk: bytes) -> None:
+        n = len(chunk)
+        self.body_in += n
+        if self.body_in > self.settings.max_body_bytes:
+            self.refuse_mid_body(ErrorKind.BODY_TOO_LARGE, "request body exceeds limits.max_body_bytes")
+            return
+        data = b"%x\r\n%b\r\n" % (n, chunk) if self.chunked else chunk
+        self._send_body(data)
+
+    def on_request_done(self) -> None:
+        self.req_done = True
+        if self.chunked:
+            self._send_body(b"0\r\n" + (b"".join(self.trailers) if self.trailers else b"") + CRLF)
+
+    def _send_body(self, data: bytes) -> None:
+        if self.replay is not None:
+            self.replay_bytes += len(data)
+            if self.replay_bytes <= REPLAY_MAX:
+                self.replay.append(data)
+            else:
+                self.replay = None
+        up = self.upstream
+        if up is not None:
+            up.transport.write(data)
+        elif not self.finished:
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes > PENDING_MAX:
+                self.conn.pause_reading(4)
+
+    # -- deciding ----------------------------------------------------------------------
+    def start(self) -> None:
+        """The head is complete and this is the connection's current exchange."""
+        state = self.server.state
+        settings = self.settings
+        if self.request_id is None:
+            self.request_id = self.server.next_request_id()
+        if self.content_length is not None and self.content_length > settings.max_body_bytes:
+            self.refuse(ErrorKind.BODY_TOO_LARGE, "request body exceeds limits.max_body_bytes")
+            return
+        d = decide(self, self.snap, state.health, _time())
+        self.decision = d
+        if d.error is not None:
+            extra = ()
+            if d.www_authenticate:
+                extra = ((b"WWW-Authenticate", d.www_authenticate.encode()),)
+            elif d.retry_after is not None:
+                extra = ((b"Retry-After", b"%d" % d.retry_after),)
+            self.refuse(d.error, d.message, extra)
+            return
+        if d.placed is not None:
+            self.server.metrics.failover(d.placed, d.stamp)
+        self.head = self._build_head(d)
+        self.dispatch(force_new=False)
+
+    def _build_head(self, d) -> bytes:
+        settings = self.settings
+        lines = self.lines
+        if self.conn_header is not None:
+            # RFC 9110 7.6.1: fields named in Connection are hop-by-hop too.
+            named = connection_tokens(self.conn_header) - {b"close", b"keep-alive", b"upgrade"}
+            if named:
+                lines = [ln for ln in lines if ln.split(b":", 1)[0].strip().lower() not in named]
+        parts = [self.method_b, b" ", self.url, b" HTTP/1.1\r\n", *lines]
+        if self.host_b is None:
+            parts.append(b"Host: " + d.backends[0].encode() + CRLF)
+        if d.tenant is not None:
+            parts.append(settings.tenant_header + b": " + d.tenant.encode() + CRLF)
+        client = self.client.encode()
+        parts.append(b"X-Forwarded-For: " + (self.xff + b", " + client if self.xff else client) + CRLF)
+        parts.append(b"X-Forwarded-Proto: http\r\n")
+        if self.host_b is not None:
+            parts.append(b"X-Forwarded-Host: " + self.host_b + CRLF)
+        parts.append(b"X-Request-ID: " + self.request_id + CRLF)
+        if self.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif self.content_length is not None:
+            parts.append(b"Content-Length: %d\r\n" % self.content_length)
+        if self.upgrade is not None:
+            parts.append(b"Connection: Upgrade\r\nUpgrade: " + self.upgrade + CRLF)
+        parts.append(CRLF)
+        return b"".join(parts)
+
+    # -- carrying out ------------------------------------------------------------------
+    def dispatch(self, force_new: bool) -> None:
+        backend = self._pick()
+        if backend is None:
+            self.refuse(ErrorKind.UPSTREAM_FAILURE, "no backend of the stamp could be reached")
+            return
+        pools = self.server.pools
+        pool = pools.get(backend)
+        self.pool = pool
+        self.backend = backend
+        pool.outstanding += 1
+        conn = None if force_new else pool.take()
+        if conn is not None:
+            self._attach(conn)
+        else:
+            self.connect_task = self.server.spawn(self._connect(pool))
+
+    def _pick(self) -> str | None:
+        """Least outstanding requests among the decision's candidates not yet tried."""
+        candidates = self.decision.backends
+        tried = self.tried
+        if len(candidates) == 1:
+            b = candidates[0]
+            return None if tried and b in tried else b
+        pools = self.server.pools.pools
+        n = len(candidates)
+        start = self.server.next_rr() % n
+        if self.settings.balance_rr:
+            for i in range(n):
+                b = candidates[(start + i) % n]
+                if not tried or b not in tried:
+                    return b
+            return None
+        best = None
+        best_load = 1 << 62
+        for i in range(n):
+            b = candidates[(start + i) % n]
+            if tried and b in tried:
+                continue
+            pool = pools.get(b)
+            load = pool.outstanding if pool is not None else 0
+            if load < best_load:
+                best, best_load = b, load
+        return best
+
+    async def _connect(self, pool: BackendPool) -> None:
+        try:
+            conn = await self.server.pools.connect(pool, self.settings.connect_timeout)
+        except asyncio.TimeoutError:
+            self.connect_task = None
+            self._connect_failed(pool, "timeout")
+            return
+        except OSError:
+            self.connect_task = None
+            self._connect_failed(pool, "connect")
+            return
+        self.connect_task = None
+        if self.finished:
+            pool.outstanding -= 1
+            conn.release(reusable=True)
+            return
+        self._attach(conn)
+
+    def _connect_failed(self, pool: BackendPool, kind: str) -> None:
+        pool.outstanding -= 1
+        self.pool = None
+        d = self.decision
+        self.server.metrics.upstream_error(d.stamp, pool.address, kind)
+        self.server.state.health.report(pool.address, False, kind)
+        if self.finished:
+            return
+        # Nothing was sent: trying another backend of the stamp is always safe.
+        if self._may_retry():
+            self._note_retry(pool.address)
+            self.dispatch(force_new=False)
+            return
+        if kind == "timeout":
+            self.refuse(ErrorKind.UPSTREAM_TIMEOUT, f"connecting to a backend of stamp {d.stamp!r} timed out")
+        else:
+            self.refuse(ErrorKind.UPSTREAM_FAILURE, f"no backend of stamp {d.stamp!r} accepted the connection")
+
+    def _may_retry(self) -> bool:
+        server = self.server
+        if len(self.tried or ()) >= self.settings.retry_attempts:
+            return False
+        if len(self.decision.backends) <= len(self.tried or ()) + 1:
+            return False
+        return server.retry_allowed(self.settings.retry_budget)
+
+    def _note_retry(self, backend: str) -> None:
+        if self.tried is None:
+            self.tried = []
+        self.tried.append(backend)
+        if not self.retried:
+            self.retried = True
+            self.server.retrying += 1
+        self.server.metrics.stamp(self.decision.stamp).retries += 1
+
+    def _attach(self, conn: UpstreamConnection) -> None:
+        conn.exchange = self
+        self.upstream = conn
+        write = conn.transport.write
+        if self.pending:
+            write(self.head + b"".join(self.pending))
+            self.pending = []
+            self.pending_bytes = 0
+            self.conn.resume_reading(4)
+        else:
+            write(self.head)
+        self.t_up = self.server.loop.time()
+        self.up_deadline = self.t_up + self.settings.upstream_timeout
+        if self.conn.write_paused:
+            conn.pause_reading()
+
+    def _detach(self, conn: UpstreamConnection, reusable: bool) -> None:
+        self.upstream = None
+        self.up_deadline = INF
+        pool = self.pool
+        if pool is not None:
+            pool.outstanding -= 1
+            self.pool = None
+        conn.release(reusable)
+
+    # -- response side (called by UpstreamConnection) --------------------------------------
+    def interim_response(self, status: int, reason: bytes, lines: list[bytes]) -> None:
+        if not self.http10 and not self.finished:
+            self.conn.transport.write(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, reason, b"".join(lines)))
+
+    def response_head(self, conn: UpstreamConnection, status: int) -> None:
+        self.status = status
+        self.resp_started = True
+        self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
+        settings = self.settings
+        head_only = self.method_b == b"HEAD" or status in (204, 304)
+        close = self.close_after or not self.keep_alive or self.server.draining
+        if status == 101:
+            framing = F_NONE
+        elif head_only:
+            framing = F_NONE
+        elif conn.resp_chunked:
+            framing = F_RAW_CLOSE if self.http10 else F_CHUNKED
+        elif conn.resp_length is not None:
+            framing = F_LENGTH
+        else:
+            conn.until_close = True
+            framing = F_RAW_CLOSE if self.http10 else F_CHUNKED
+        if framing == F_RAW_CLOSE:
+            close = True
+        self.framing = framing
+        self.close_after = close
+        parts = [b"HTTP/1.1 %d %b\r\n" % (status, conn.reason), *conn.lines]
+        if conn.resp_length is not None and (framing == F_LENGTH or head_only):
+            parts.append(b"Content-Length: " + conn.resp_length + CRLF)
+        elif framing == F_CHUNKED:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        d = self.decision
+        if settings.stamp_header:
+            parts.append(settings.stamp_header + b": " + d.stamp.encode() + CRLF)
+            if d.placed is not None:
+                parts.append(settings.stamp_header + b"-Failover: " + d.placed.encode() + CRLF)
+        if close and status != 101:
+            parts.append(b"Connection: close\r\n")
+        elif self.http10:
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(CRLF)
+        self.conn.transport.write(b"".join(parts))
+
+    def response_body(self, conn: UpstreamConnection, body: bytes) -> None:
+        if self.finished:
+            return
+        self.bytes_out += len(body)
+        self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
+        if self.framing == F_CHUNKED:
+            self.conn.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+        else:
+            self.conn.transport.write(body)
+
+    def response_complete(self, conn: UpstreamConnection, reusable: bool) -> None:
+        if self.framing == F_CHUNKED and not self.finished:
+            self.conn.transport.write(b"0\r\n" + conn.response_trailers() + CRLF)
+        status = self.status
+        self.server.state.health.report(conn.pool.address, status < 500, "5xx" if status >= 500 else "")
+        # A backend that answered before taking the whole body cannot be reused.
+        self._detach(conn, reusable and self.req_done)
+        if not self.req_done:
+            self.close_after = True
+        self.finish(status)
+
+    def upstream_upgraded(self, conn: UpstreamConnection, rest: bytes) -> None:
+        """The backend answered 101: both connections become one byte tunnel."""
+        pool = self.pool
+        if pool is not None:
+            pool.outstanding -= 1
+            pool.forget(conn)
+            self.pool = None
+        self.upstream = None
+        self.up_deadline = INF
+        conn.exchange = None
+        self.conn.open_tunnel(conn, rest)
+        self.finish(101)
+
+    def upstream_failed(self, conn: UpstreamConnection, kind: str, message: str) -> None:
+        conn.close()   # connection_lost follows and ends the exchange through upstream_lost
+
+    def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        """The backend connection ended before the response did."""
+        if self.upstream is not conn:
+            return
+        backend = conn.pool.address
+        stale_reuse = conn.reused and not conn.got_bytes
+        self._detach(conn, False)
+        if self.finished:
+            return
+        stamp = self.decision.stamp
+        if not self.resp_started:
+            # Everything sent so far is still held: the request can go out again.
+            replayable = self.replay is not None
+            if stale_reuse and replayable:
+                # A pooled connection the backend had closed: it never saw the request.
+                self._resend_from_replay()
+                self.dispatch(force_new=True)
+                return
+            self.server.metrics.upstream_error(stamp, backend, "reset")
+            self.server.state.health.report(backend, False, "reset")
+            if self.method_b in IDEMPOTENT and replayable and self._may_retry():
+                self._note_retry(backend)
+                self._resend_from_replay()
+                self.dispatch(force_new=False)
+                return
+            self.refuse(ErrorKind.UPSTREAM_FAILURE, f"backend of stamp {stamp!r} closed the connection before answering")
+            return
+        self.server.metrics.upstream_error(stamp, backend, "reset")
+        self.server.state.health.report(backend, False, "reset")
+        # Part of the response is already with the client: all we can do is cut it short.
+        self.close_after = True
+        self.finish(self.status, aborted=True)
+
+    def _resend_from_replay(self) -> None:
+        self.pending = list(self.replay or ())
+        self.pending_bytes = self.replay_bytes
+
+    def upstream_timed_out(self) -> None:
+        conn = self.upstream
+        if conn is None:
+            return
+        backend = conn.pool.address
+        self._detach(conn, False)
+        self.server.metrics.upstream_error(self.decision.stamp, backend, "timeout")
+        self.server.state.health.report(backend, False, "timeout")
+        if not self.resp_started:
+            self.refuse(ErrorKind.UPSTREAM_TIMEOUT, f"backend of stamp {self.decision.stamp!r} did not answer in time")
+        else:
+            self.close_after = True
+            self.finish(self.status, aborted=True)
+
+    # -- ending ------------------------------------------------------------------------
+    def refuse(self, kind: ErrorKind, message: str, extra: tuple = ()) -> None:
+        """Answer with an error, unless a response is already under way."""
+        if self.finished:
+            return
+        if self.resp_started:
+            self.close_after = True
+            self.finish(self.status, aborted=True)
+            return
+        # An unread body (or an upgrade) leaves the connection out of step: close it.
+        close = not self.req_done or self.upgrade is not None or not self.keep_alive or self.server.draining
+        d = self.decision
+        settings = self.server.state.settings
+        if d is not None and d.stamp is not None and settings.stamp_header:
+            extra = extra + ((settings.stamp_header, d.stamp.encode()),)
+        self.close_after = close
+        self.conn.transport.write(error_response(kind, message, self.request_id or b"-", close=close,
+                                                 extra_headers=extra, head_only=self.method_b == b"HEAD"))
+        self.finish(STATUS[kind])
+
+    def refuse_mid_body(self, kind: ErrorKind, message: str) -> None:
+        conn = self.upstream
+        if conn is not None:
+            self._detach(conn, False)
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            self.connect_task = None
+            if self.pool is not None:
+                self.pool.outstanding -= 1
+                self.pool = None
+        self.pending = []
+        self.replay = None
+        self.refuse(kind, message)
+
+    def abort(self) -> None:
+        """The client went away."""
+        if self.finished:
+            return
+        conn = self.upstream
+        if conn is not None:
+            self._detach(conn, False)
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            self.connect_task = None
+            if self.pool is not None:
+                self.pool.outstanding -= 1
+                self.pool = None
+        self.finish(499, aborted=True)
+
+    def finish(self, status: int, aborted: bool = False) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.status = status
+        server = self.server
+        if self.head_done:
+            server.metrics.in_flight -= 1
+        if self.retried:
+            server.retrying -= 1
+        d = self.decision
+        elapsed = self.server.loop.time() - self.t0
+        server.metrics.stamp(d.stamp if d is not None else None).observe(status, elapsed)
+        if server.access_log is not None:
+            server.access_log.write(self, elapsed)
+        self.conn.exchange_done(self, aborted)

@@ -1,0 +1,50 @@
+"""HTTP/1.1 constants and the small byte builders the data path shares."""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+import orjson
+
+from router.errors import STATUS, ErrorKind
+
+# RFC 9110 7.6.1: connection-specific fields a proxy must not forward, plus the
+# de-facto ones (Keep-Alive, Proxy-Connection) that HAProxy and nginx strip too.
+HOP_BY_HOP = frozenset((
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+))
+
+# X-Request-ID from a client is kept only when it cannot smuggle anything into logs.
+REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
+
+REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+CRLF = b"\r\n"
+
+
+def status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))
+
+
+def error_response(kind: ErrorKind, message: str, request_id: bytes, *, close: bool,
+                   extra_headers: tuple[tuple[bytes, bytes], ...] = (), head_only: bool = False) -> bytes:
+    """A complete error answer: small JSON body naming the error and the request id."""
+    status = STATUS[kind]
+    body = orjson.dumps({"error": message or kind.value, "kind": kind.value,
+                         "request_id": request_id.decode("latin-1")})
+    parts = [status_line(status), b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body),
+             b"X-Request-ID: " + request_id + CRLF]
+    for name, value in extra_headers:
+        parts.append(name + b": " + value + CRLF)
+    if close:
+        parts.append(b"Connection: close\r\n")
+    parts.append(CRLF)
+    if not head_only:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def connection_tokens(value: bytes) -> set[bytes]:
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}

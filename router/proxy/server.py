@@ -1,0 +1,115 @@
+"""The proxy listener: accepts client connections and keeps the shared per-process state
+of the data path (pools, counters, the deadline sweep, graceful drain)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Coroutine
+
+from router.metrics import ProxyMetrics
+from router.proxy.access_log import AccessLog
+from router.proxy.downstream import ClientConnection
+from router.proxy.upstream import Pools
+from router.state import RouterState
+
+# How often deadlines are checked: timeouts fire within this much of their value.
+SWEEP_INTERVAL = 0.25
+
+
+class ProxyServer:
+    def __init__(self, state: RouterState, metrics: ProxyMetrics, access_log: AccessLog | None = None) -> None:
+        self.state = state
+        self.metrics = metrics
+        self.access_log = access_log
+        self.loop = asyncio.get_running_loop()
+        cfg = state.snapshot.config
+        self.pools = Pools(cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout)
+        self.max_connections = cfg.listen.max_connections
+        self.connections: set[ClientConnection] = set()
+        self.draining = False
+        self.retrying = 0
+        self._rid_prefix = os.urandom(5).hex().encode() + b"-"
+        self._rid = 0
+        self._rr = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task | None = None
+        state.on_swap(self._adopt)
+
+    # -- shared helpers used by connections --------------------------------------------
+    def next_request_id(self) -> bytes:
+        self._rid += 1
+        return b"%s%x" % (self._rid_prefix, self._rid)
+
+    def next_rr(self) -> int:
+        self._rr += 1
+        return self._rr
+
+    def spawn(self, coro: Coroutine) -> asyncio.Task:
+        """Create a background task and keep a reference until it ends."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def retry_allowed(self, budget: float) -> bool:
+        return self.retrying < max(3, budget * self.metrics.in_flight)
+
+    def admit(self, conn: ClientConnection) -> bool:
+        if self.draining or len(self.connections) >= self.max_connections:
+            self.metrics.connections_refused += 1
+            return False
+        self.connections.add(conn)
+        self.metrics.open_connections = len(self.connections)
+        return True
+
+    def release(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        self.metrics.open_connections = len(self.connections)
+
+    def _adopt(self, snapshot) -> None:
+        cfg = snapshot.config
+        backends = {b for s in snapshot.stamps.values() for b in s.backends}
+        self.pools.sync(backends, cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout)
+        self.max_connections = cfg.listen.max_connections
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self, host: str, port: int, backlog: int) -> None:
+        self._server = await self.loop.create_server(lambda: ClientConnection(self), host, port,
+                                                     backlog=backlog, reuse_address=True)
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    @property
+    def sockets(self):
+        return self._server.sockets if self._server else []
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                conn.check_deadline(now)
+            self.pools.sweep(now)
+            if self.access_log is not None:
+                self.access_log.flush()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), then close everything."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        deadline = self.loop.time() + timeout
+        while self.loop.time() < deadline and any(c.queue or c.tunnel for c in self.connections):
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        self.pools.close()
+        if self.access_log is not None:
+            self.access_log.flush()

@@ -1,0 +1,297 @@
+"""Upstream side: per-backend connection pools and the response relay.
+
+An `UpstreamConnection` carries one exchange at a time. It parses the backend's response
+with httptools and relays it to the client as it arrives (never buffering a whole body),
+re-framing where the two sides differ (a close-delimited response becomes chunked for an
+HTTP/1.1 client). When the response is complete and both sides allow it, the connection
+goes back to its `BackendPool` for reuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from router.config.addresses import parse_hostport
+from router.proxy.http import CRLF, HOP_BY_HOP, connection_tokens
+
+if TYPE_CHECKING:
+    from router.proxy.exchange import Exchange
+
+# Response framings towards the client.
+F_NONE, F_LENGTH, F_CHUNKED, F_RAW_CLOSE = range(4)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "pool", "transport", "parser", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
+        "status", "reason", "lines", "resp_length", "resp_chunked", "resp_close", "framing",
+        "until_close", "trailers", "in_trailers", "reset_parser", "paused", "closed",
+    )
+
+    def __init__(self, pool: BackendPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.reused = False
+        self.idle_since = 0.0
+        self.tunnel = None
+        self.paused = False
+        self.closed = False
+        self.reset_parser = False
+        self._reset_response()
+
+    def _reset_response(self) -> None:
+        self.got_bytes = False
+        self.status = 0
+        self.reason = b""
+        self.lines: list[bytes] = []
+        self.resp_length: bytes | None = None
+        self.resp_chunked = False
+        self.resp_close = False
+        self.framing = F_NONE
+        self.until_close = False      # body ends when the backend closes (RFC 9112 6.3 rule 8)
+        self.trailers: list[bytes] | None = None
+        self.in_trailers = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if ex is None:
+            # Bytes on an idle connection: the backend is out of step with us; drop it.
+            self.close()
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            ex.upstream_upgraded(self, data[exc.args[0]:])
+        except HttpParserError as exc:
+            ex.upstream_failed(self, "protocol", f"invalid response from backend: {exc}")
+        if self.reset_parser:
+            self.reset_parser = False
+            self.parser = HttpResponseParser(self)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        ex = self.exchange
+        if ex is not None:
+            self.exchange = None
+            if self.until_close:
+                ex.response_complete(self, reusable=False)
+            else:
+                ex.upstream_lost(self, exc)
+        elif self.tunnel is not None:
+            self.tunnel.close()
+
+    def pause_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.conn.pause_reading(2)
+        elif self.tunnel is not None:
+            self.tunnel.pause_reading(2)
+
+    def resume_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.conn.resume_reading(2)
+        elif self.tunnel is not None:
+            self.tunnel.resume_reading(2)
+
+    # -- called by the client side ------------------------------------------------------
+    def pause_reading(self, reason: int = 1) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self, reason: int = 1) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    # -- httptools callbacks (response) ---------------------------------------------------
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_trailers:
+            if self.trailers is not None:
+                self.trailers.append(name + b": " + value + CRLF)
+            return
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                self.resp_chunked = value.strip().lower().endswith(b"chunked")
+            elif lname == b"connection":
+                tokens = connection_tokens(value)
+                if b"close" in tokens:
+                    self.resp_close = True
+                if self.parser.get_status_code() == 101:
+                    self.lines.append(name + b": " + value + CRLF)
+            elif lname == b"upgrade" and self.parser.get_status_code() == 101:
+                self.lines.append(name + b": " + value + CRLF)
+            return
+        if lname == b"content-length":
+            self.resp_length = value
+            return
+        self.lines.append(name + b": " + value + CRLF)
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        self.status = status
+        ex = self.exchange
+        if 100 <= status < 200 and status != 101:
+            ex.interim_response(status, self.reason, self.lines)
+            self.reason = b""
+            self.lines = []
+            return
+        self.in_trailers = True
+        self.trailers = [] if self.resp_chunked else None
+        ex.response_head(self, status)
+        if ex.method_b == b"HEAD" and self.resp_length != b"0" and status not in (204, 304):
+            # httptools cannot be told the request was HEAD: it would wait for a body
+            # that never comes. The message ends here; a fresh parser takes the next one.
+            self.reset_parser = True
+            self.on_message_complete()
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.response_body(self, body)
+
+    def on_message_complete(self) -> None:
+        ex = self.exchange
+        if ex is None:
+            return
+        if 100 <= self.status < 200 and self.status != 101:
+            self.status = 0
+            return
+        if self.status == 101:
+            return  # the upgrade path (HttpParserUpgrade) takes it from here
+        ex.response_complete(self, reusable=not self.resp_close and self.parser.should_keep_alive())
+
+    def response_trailers(self) -> bytes:
+        return b"".join(self.trailers) if self.trailers else b""
+
+    def release(self, reusable: bool) -> None:
+        """The exchange is done with this connection: pool it or close it."""
+        self.exchange = None
+        self._reset_response()
+        if reusable and not self.closed:
+            self.pool.put(self)
+        else:
+            self.close()
+
+
+class BackendPool:
+    """Idle keep-alive connections to one backend, and its outstanding request count."""
+
+    __slots__ = ("address", "host", "port", "idle", "outstanding", "max_idle", "retired", "connections")
+
+    def __init__(self, address: str, max_idle: int) -> None:
+        self.address = address
+        self.host, self.port = parse_hostport(address)
+        self.idle: deque[UpstreamConnection] = deque()
+        self.outstanding = 0
+        self.max_idle = max_idle
+        self.retired = False          # removed from the config: drain, never pool again
+        self.connections: set[UpstreamConnection] = set()
+
+    def take(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()          # LIFO: the warmest connection, least likely closed by the peer
+            if not conn.closed and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+        return None
+
+    def put(self, conn: UpstreamConnection) -> None:
+        if self.retired or len(self.idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = asyncio.get_running_loop().time()
+        conn.reused = True
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self.connections.discard(conn)
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def sweep(self, now: float, idle_timeout: float) -> None:
+        """Close idle connections older than idle_timeout (oldest sit at the left)."""
+        idle = self.idle
+        while idle and now - idle[0].idle_since > idle_timeout:
+            idle.popleft().close()
+
+    def close_idle(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+
+class Pools:
+    """All backend pools, kept across reloads for backends that stay."""
+
+    def __init__(self, max_idle: int, idle_timeout: float) -> None:
+        self.pools: dict[str, BackendPool] = {}
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+
+    def get(self, address: str) -> BackendPool:
+        pool = self.pools.get(address)
+        if pool is None:
+            pool = self.pools[address] = BackendPool(address, self.max_idle)
+        return pool
+
+    async def connect(self, pool: BackendPool, timeout: float) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(pool), pool.host, pool.port), timeout)
+        pool.connections.add(conn)
+        return conn
+
+    def sync(self, backends: set[str], max_idle: int, idle_timeout: float) -> None:
+        """Adopt a new backend set: removed backends drain (in-flight finish, idle close)."""
+        self.max_idle, self.idle_timeout = max_idle, idle_timeout
+        for address, pool in list(self.pools.items()):
+            pool.max_idle = max_idle
+            if address not in backends:
+                pool.retired = True
+                pool.close_idle()
+                del self.pools[address]
+
+    def sweep(self, now: float) -> None:
+        for pool in list(self.pools.values()):
+            pool.sweep(now, self.idle_timeout)
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.retired = True
+            pool.close_idle()
