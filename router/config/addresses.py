@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 _HOST_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
@@ -12,22 +13,29 @@ def parse_hostport(value: str) -> tuple[str, int]:
     """Split "host:port" or "[v6]:port"; raise ValueError with a reason otherwise."""
     if not isinstance(value, str) or not value:
         raise ValueError("expected \"host:port\"")
+    if not value.isascii():
+        # str.isdigit() and \d also take non-ASCII digits ("٨٠"), which no resolver does.
+        raise ValueError(f"{value!r}: only ASCII (write an internationalized name as its xn-- form)")
     if value.startswith("["):
         end = value.find("]")
         if end < 0 or value[end + 1:end + 2] != ":":
             raise ValueError(f"{value!r} is not \"[ipv6]:port\"")
         host, port_s = value[1:end], value[end + 2:]
-        if ":" not in host:
-            raise ValueError(f"{value!r}: brackets are only for IPv6 addresses")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: {host!r} is not an IPv6 address (brackets are only for IPv6)") from None
     else:
         host, sep, port_s = value.rpartition(":")
         if not sep or not host:
             raise ValueError(f"{value!r} is not \"host:port\"")
         if ":" in host:
             raise ValueError(f"{value!r}: write an IPv6 address as \"[addr]:port\"")
-        if _IPV4_RE.fullmatch(host):
-            if any(int(part) > 255 for part in host.split(".")):
-                raise ValueError(f"{value!r}: {host!r} is not a valid IPv4 address")
+        # An all-digit last label is never a name (RFC 3696 section 2), and resolvers
+        # read "10.1" or "167772161" as inet_aton shorthands for some other address.
+        if host.rstrip(".").rpartition(".")[2].isdigit():
+            if not _IPV4_RE.fullmatch(host) or any(int(part) > 255 for part in host.split(".")):
+                raise ValueError(f"{value!r}: {host!r} is neither an IPv4 address nor a host name")
         elif not _HOST_RE.fullmatch(host):
             raise ValueError(f"{value!r}: {host!r} is not a valid host name")
     if not port_s.isdigit() or not 0 < int(port_s) < 65536:

@@ -8,15 +8,16 @@ only after this returned.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import tomllib
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, get_args
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from router.config.schema import Config
 from router.config.validate import check_cross_fields, check_pins
@@ -51,6 +52,30 @@ def loc_to_path(loc: tuple) -> str:
     return out
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):      # Optional[...], list[...]
+        model = _model_in(arg)
+        if model is not None:
+            return model
+    return None
+
+
+def _did_you_mean(loc: tuple) -> str:
+    """A hint naming the key the schema allows where a typo stands, if one is close."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):         # a list item has its list's model
+            continue
+        field = model.model_fields.get(part) if model else None
+        model = _model_in(field.annotation) if field else None
+    if model is None or not isinstance(loc[-1], str):
+        return ""
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _schema_errors(exc: ValidationError) -> list[tuple[str, str]]:
     errors = []
     for err in exc.errors(include_url=False):
@@ -58,7 +83,7 @@ def _schema_errors(exc: ValidationError) -> list[tuple[str, str]]:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p in ("str", "list[str]", "Pin"))))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + _did_you_mean(loc)
         errors.append((loc_to_path(loc), msg))
     return errors
 
