@@ -1,0 +1,52 @@
+"""Shared fixtures: a background loop for backends, backend factories, the router process."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.router_proc import RouterProcess
+from tests.support.servers import Backend, BackgroundLoop, SinkServer, start_backend, stop_backend
+
+
+@pytest.fixture(scope="session")
+def bg():
+    loop = BackgroundLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def backends(bg):
+    """Factory: backends("eu-1", "eu-2") starts one recording backend per name."""
+    started: list[Backend] = []
+
+    def make(*names: str) -> list[Backend]:
+        out = [bg.run(start_backend(Backend(name))) for name in names]
+        started.extend(out)
+        return out
+
+    yield make
+    for b in started:
+        bg.run(stop_backend(b))
+
+
+@pytest.fixture
+def sink(bg):
+    s = bg.run(SinkServer().start())
+    yield s
+    bg.run(s.stop())
+
+
+@pytest.fixture
+def router_proc(tmp_path):
+    """Factory: router_proc(doc) writes the config, starts `stamp-router serve`, waits for ready."""
+    procs: list[RouterProcess] = []
+
+    def make(doc: dict, *, start: bool = True, **kwargs) -> RouterProcess:
+        proc = RouterProcess(tmp_path, doc, **kwargs)
+        procs.append(proc)
+        return proc.start() if start else proc
+
+    yield make
+    for p in procs:
+        p.stop()
