@@ -79,9 +79,14 @@ class Routing(Section):
     balance: Literal["least_request", "round_robin"] = Field("least_request", description="Backend choice within a stamp.")
 
 
+# `none` is not here and cannot be configured; HS* need secret_file (router.config.validate).
+JwtAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+                       "EdDSA", "HS256", "HS384", "HS512"]
+
+
 class Jwt(Section):
-    claim: str = Field("tid", description="Claim holding the tenant id; a dotted path reaches into objects (\"org.id\").")
-    algorithms: list[str] = Field(["RS256", "ES256"], min_length=1, description="Allowed signature algorithms.")
+    claim: str = Field("tid", min_length=1, description="Claim holding the tenant id; a dotted path reaches into objects (\"org.id\").")
+    algorithms: list[JwtAlgorithm] = Field(["RS256", "ES256"], min_length=1, description="Allowed signature algorithms.")
     jwks_url: str | None = Field(None, description="JWKS endpoint, fetched before ready and refreshed in the background.")
     jwks_file: str | None = Field(None, description="JWKS document on disk.")
     secret_file: str | None = Field(None, description="Shared secret for HS256/384/512.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from router.config.units import parse_duration
 from router.core.tenant import all_valid_tenants, is_valid_tenant
 
 Errors = list[tuple[str, str]]
@@ -103,7 +104,8 @@ def check_cross_fields(raw: dict) -> Errors:
         given = [k for k in KEY_SOURCES if jwt.get(k)]
         if len(given) > 1:
             errors.append(("jwt", f"set only one key source, not {' and '.join(given)}"))
-        algs = [a for a in _list(jwt.get("algorithms")) if isinstance(a, str)]
+        # Without the key the schema's default applies, and the checks below must see it.
+        algs = [a for a in _list(jwt.get("algorithms", ["RS256", "ES256"])) if isinstance(a, str)]
         hs = [a for a in algs if a.startswith("HS")]
         if hs and len(hs) != len(algs):
             errors.append(("jwt.algorithms", "HMAC (HS*) algorithms cannot be allowed together with public-key algorithms (key confusion)"))
@@ -111,6 +113,7 @@ def check_cross_fields(raw: dict) -> Errors:
             errors.append(("jwt.algorithms", f"{', '.join(hs)} need secret_file"))
         if jwt.get("secret_file") and algs and not hs:
             errors.append(("jwt.secret_file", "a shared secret only verifies HS256/384/512; allow one of them"))
+        errors.extend(check_jwt_details(jwt))
 
     geo = _dict(raw.get("geo"))
     regions_with_stamps = {s.get("region") for s in by_name.values()}
@@ -154,6 +157,40 @@ def _merge_plain_pins(table: dict, stamp_names: dict[str, str], pins: dict[str, 
     # process RSS where it was (the freed copies stay in Python's allocator arenas).
     pins.update(table)
     return True
+
+
+def _loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def check_jwt_details(jwt: dict) -> Errors:
+    """[jwt] fields whose rules span more than one value (docs/jwt.md)."""
+    errors: Errors = []
+    url = jwt.get("jwks_url")
+    if isinstance(url, str) and url:
+        scheme, _, rest = url.partition("://")
+        host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+        host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if scheme.lower() not in ("https", "http") or not host:
+            errors.append(("jwt.jwks_url", f"{url!r} is not an http(s) URL"))
+        elif scheme.lower() == "http" and not _loopback_host(host):
+            # Whoever can alter a plain-HTTP JWKS response can mint tokens for any tenant.
+            errors.append(("jwt.jwks_url", "plain http is accepted only for a loopback host; use https"))
+    bounds = {}
+    for name in ("jwks_min_refresh", "jwks_max_refresh"):
+        try:
+            bounds[name] = parse_duration(jwt.get(name, 60 if name == "jwks_min_refresh" else 86400))
+        except ValueError:
+            pass  # the schema reports it
+    if len(bounds) == 2 and bounds["jwks_min_refresh"] > bounds["jwks_max_refresh"]:
+        errors.append(("jwt.jwks_min_refresh", "is larger than jwks_max_refresh"))
+    aud = jwt.get("audience")
+    if aud == "" or aud == [] or (isinstance(aud, list) and "" in aud):
+        errors.append(("jwt.audience", "an audience is a non-empty string (leave audience out to accept none)"))
+    if jwt.get("issuer") == "":
+        errors.append(("jwt.issuer", "an issuer is a non-empty string (leave issuer out to accept any)"))
+    return errors
 
 
 def check_pins(table: Any, path: str, stamp_names: dict[str, str],

@@ -31,7 +31,7 @@ def decide(facts: RequestFacts, snap: Snapshot, health: HealthView, now: float,
     tenant = source = None
     for src in snap.sources:
         try:
-            tenant = src.resolve(facts, now)
+            tenant = src.resolve(facts, now) if steps is None else _resolve_explained(src, facts, now, steps)
         except TenantRejected as exc:
             return Decision(None, src.name, None, None, error=exc.kind, message=exc.message,
                             considered=tuple(steps or ()) + (f"{src.name}: {exc.message}",) if explain else (),
@@ -80,6 +80,13 @@ def decide(facts: RequestFacts, snap: Snapshot, health: HealthView, now: float,
                         www_authenticate="Bearer" if snap.jwt_in_sources else None)
 
     return _serve(tenant, source, name, reason, mode, snap, health, steps)
+
+
+def _resolve_explained(src, facts: RequestFacts, now: float, steps: list[str]) -> str | None:
+    """A source may explain its own steps (the jwt source names the key and the claim);
+    only the explain path looks for the hook, so routing pays nothing for it."""
+    hook = getattr(src, "resolve_explained", None)
+    return src.resolve(facts, now) if hook is None else hook(facts, now, steps)
 
 
 def _serve(tenant, source, name, reason, mode, snap: Snapshot, health: HealthView,
