@@ -249,7 +249,10 @@ class ClientConnection(asyncio.Protocol):
         method = parser.get_method()
         ex.method_b = method
         ex.method = method.decode("ascii")
-        ex.http10 = parser.get_http_version() == "1.0"
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise RouterError(ErrorKind.BAD_REQUEST, f"unsupported HTTP version {version}")
+        ex.http10 = version == "1.0"
         ex.keep_alive = parser.should_keep_alive()
         if ex.upgrade is not None and not parser.should_upgrade():
             ex.upgrade = None
