@@ -71,7 +71,8 @@ class Backend:
 
 def build_backend_app(backend: Backend) -> web.Application:
     async def record(request: web.Request) -> None:
-        backend.requests.append({"method": request.method, "path": request.path_qs,
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        backend.requests.append({"method": request.method, "path": request.path_qs, "peer": peer,
                                  "headers": dict(request.headers),
                                  "header_list": list(request.headers.items())})
 

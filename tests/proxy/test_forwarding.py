@@ -1,0 +1,210 @@
+"""What the router changes on the way through (design.md section 3 step 4) and what it keeps."""
+
+import json
+import socket
+
+import pytest
+
+from tests.support.raw import raw_request, read_responses, status_of
+from tests.support.router_proc import RouterProcess, stamp
+from tests.support.servers import Backend, start_backend, stop_backend
+
+
+@pytest.fixture(scope="module")
+def stamps(bg):
+    eu1 = bg.run(start_backend(Backend("eu-1")))
+    eu2 = bg.run(start_backend(Backend("eu-2")))
+    yield eu1, eu2
+    bg.run(stop_backend(eu1))
+    bg.run(stop_backend(eu2))
+
+
+@pytest.fixture(scope="module")
+def router(stamps, tmp_path_factory):
+    eu1, eu2 = stamps
+    proc = RouterProcess(tmp_path_factory.mktemp("fwd"), {
+        "routing": {"sources": ["subdomain", "header"], "domains": ["stamps.test"], "unpinned": "hash"},
+        "stamps": [stamp("eu-1", [eu1.address]), stamp("eu-2", [eu2.address])],
+        "tenants": {"acme": "eu-1", "globex": "eu-2"},
+    }).start()
+    yield proc
+    assert proc.stop() == 0
+
+
+@pytest.fixture(autouse=True)
+def clean(stamps):
+    for b in stamps:
+        b.requests.clear()
+
+
+def backend_saw(backend):
+    hits = backend.hits()
+    assert len(hits) == 1, hits
+    return hits[0]["headers"]
+
+
+def test_tenant_header_is_the_resolved_tenant_not_the_clients(router, stamps):
+    eu1, eu2 = stamps
+    # The subdomain source comes first; the client's own X-Tenant-ID must not survive.
+    status, headers, body = router.request("GET", "/", headers={"Host": "acme.stamps.test", "X-Tenant-ID": "globex"})
+    assert status == 200 and headers["x-stamp"] == "eu-1"
+    assert backend_saw(eu1)["X-Tenant-ID"] == "acme"
+    assert eu2.hits() == []
+
+
+def test_forwarded_headers_are_set(router, stamps):
+    eu1, _ = stamps
+    router.request("GET", "/p?q=1", headers={"Host": "acme.stamps.test:8080", "X-Forwarded-For": "203.0.113.7",
+                                             "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.test"})
+    seen = backend_saw(eu1)
+    assert seen["X-Forwarded-For"] == "203.0.113.7, 127.0.0.1"
+    assert seen["X-Forwarded-Proto"] == "http"
+    assert seen["X-Forwarded-Host"] == "acme.stamps.test:8080"
+    assert seen["Host"] == "acme.stamps.test:8080", "Host is passed through unchanged"
+    assert eu1.hits()[0]["path"] == "/p?q=1"
+
+
+def test_request_id_is_kept_when_well_formed(router, stamps):
+    eu1, _ = stamps
+    router.request("GET", "/", headers={"X-Tenant-ID": "acme", "X-Request-ID": "abc-123"})
+    assert backend_saw(eu1)["X-Request-ID"] == "abc-123"
+
+
+def test_request_id_is_replaced_when_malformed_or_missing(router, stamps):
+    eu1, _ = stamps
+    router.request("GET", "/", headers={"X-Tenant-ID": "acme", "X-Request-ID": "bad id with spaces"})
+    router.request("GET", "/", headers={"X-Tenant-ID": "acme"})
+    ids = [h["headers"]["X-Request-ID"] for h in eu1.hits()]
+    assert len(ids) == 2 and ids[0] != "bad id with spaces" and ids[0] != ids[1]
+    assert all(i and " " not in i for i in ids)
+
+
+def test_hop_by_hop_and_connection_named_headers_are_removed(router, stamps):
+    eu1, _ = stamps
+    router.request("GET", "/", headers={"X-Tenant-ID": "acme", "Connection": "keep-alive, X-Secret-Hop",
+                                        "X-Secret-Hop": "1", "Keep-Alive": "timeout=5", "TE": "trailers",
+                                        "Proxy-Authorization": "Basic x", "X-Kept": "yes"})
+    seen = backend_saw(eu1)
+    for name in ("X-Secret-Hop", "Keep-Alive", "TE", "Proxy-Authorization"):
+        assert name not in seen, name
+    assert seen["X-Kept"] == "yes"
+
+
+def test_stamp_header_on_the_response(router):
+    status, headers, _ = router.request("GET", "/", headers={"X-Tenant-ID": "globex"})
+    assert status == 200 and headers["x-stamp"] == "eu-2"
+
+
+def test_head_response_has_no_body_and_connection_stays_usable(router):
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+        sock.sendall(b"HEAD /x HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\n\r\n"
+                     b"GET /y HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\n\r\n")
+        buf = b""
+        while buf.count(b"\r\n\r\n") < 2 or not buf.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, buf
+            buf += chunk
+    head1, rest = buf.split(b"\r\n\r\n", 1)
+    assert head1.startswith(b"HTTP/1.1 200") and b"Content-Length:" in head1
+    assert rest.startswith(b"HTTP/1.1 200"), "the HEAD response must not carry a body"
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["path"] == "/y"
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_bodiless_statuses(router, code):
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+        sock.sendall(b"GET /status/%d HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\n\r\n" % code
+                     + b"GET /after HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\n\r\n")
+        buf = b""
+        while b'"/after"' not in buf:
+            chunk = sock.recv(65536)
+            assert chunk, buf
+            buf += chunk
+    first, rest = buf.split(b"\r\n\r\n", 1)
+    assert status_of(first) == code
+    assert b"Transfer-Encoding" not in first
+    assert rest.startswith(b"HTTP/1.1 200")
+
+
+def test_expect_100_continue(router, stamps):
+    eu1, _ = stamps
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        interim = sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        sock.sendall(b"hello")
+        final = read_responses(sock, 1)[0]
+    assert status_of(final) == 200
+    assert json.loads(final.split(b"\r\n\r\n", 1)[1])["bytes"] == 5
+
+
+def test_pipelined_requests_are_answered_in_order(router):
+    paths = [f"/p{i}" for i in range(8)]
+    data = b"".join(b"GET %s HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: %s\r\n\r\n"
+                    % (p.encode(), b"acme" if i % 2 else b"globex") for i, p in enumerate(paths))
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+        sock.sendall(data)
+        responses = read_responses(sock, len(paths))
+    got = [json.loads(r.split(b"\r\n\r\n", 1)[1])["path"] for r in responses]
+    assert got == paths
+
+
+def test_keep_alive_client_connection_is_reused(router, stamps):
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+        for i in range(3):
+            sock.sendall(b"GET /k%d HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\n\r\n" % i)
+            assert status_of(read_responses(sock, 1)[0]) == 200
+
+
+def test_upstream_connections_are_pooled(router, stamps):
+    eu1, _ = stamps
+    for _ in range(5):
+        router.request("GET", "/pool", headers={"X-Tenant-ID": "acme"})
+    peers = {tuple(h["peer"]) for h in eu1.hits()}
+    assert len(eu1.hits()) == 5
+    assert len(peers) == 1, f"sequential requests should reuse one upstream connection, saw {peers}"
+
+
+def test_chunked_request_body_with_trailers(router):
+    body = b"4\r\nwiki\r\n5\r\npedia\r\n0\r\nX-Checksum: 1\r\n\r\n"
+    response, _ = raw_request(router.port, b"POST /upload HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\n"
+                                           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body)
+    assert status_of(response) == 200
+    assert json.loads(response.split(b"\r\n\r\n", 1)[1])["bytes"] == 9
+
+
+def test_chunked_response_is_relayed(router):
+    response, _ = raw_request(router.port, b"GET /download?bytes=100000&chunked=1 HTTP/1.1\r\nHost: a\r\n"
+                                           b"X-Tenant-ID: acme\r\nConnection: close\r\n\r\n")
+    head, body = response.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding: chunked" in head
+    decoded, rest = b"", body
+    while True:
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        decoded += rest[:size]
+        rest = rest[size + 2:]
+    assert len(decoded) == 100000
+
+
+def test_http10_client_gets_a_close_delimited_or_length_response(router):
+    response, closed = raw_request(router.port, b"GET /old HTTP/1.0\r\nHost: a\r\nX-Tenant-ID: acme\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 200")
+    assert closed
+    assert json.loads(response.split(b"\r\n\r\n", 1)[1])["path"] == "/old"
+
+
+@pytest.mark.parametrize("headers,status", [
+    ({"X-Tenant-ID": "bad tenant!"}, 400),
+    ({"Host": "bad_label!.stamps.test"}, 400),
+    ({}, 404),
+])
+def test_refusals_carry_json_with_request_id(router, headers, status):
+    got, resp_headers, body = router.request("GET", "/", headers=headers)
+    assert got == status
+    doc = json.loads(body)
+    assert doc["request_id"] == resp_headers["x-request-id"]
+    assert doc["error"]
