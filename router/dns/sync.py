@@ -1,0 +1,174 @@
+"""One sync pass, and the loop that runs one every `interval`.
+
+A pass: read the registry (a failure or an empty registry ends the pass, changing
+nothing) -> move the hysteresis on -> compute the desired sets -> read the zone -> plan
+-> check (provider rules, max_change_fraction unless --force) -> apply, which reads the
+writes back. A compare-and-set conflict re-reads the zone and plans again, a few times.
+
+Every pass ends in one PassResult, whatever went wrong: the loop never dies on a bad
+pass, and metrics and the exit code come from that one value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+import orjson
+
+from router.dns import hysteresis
+from router.dns.desired import desired_sets
+from router.dns.errors import ConflictError, DnsError, PlanInvalid, PlanRefused
+from router.dns.plan import Change, Limits, Plan, build_plan
+from router.dns.registry import Registry
+
+log = logging.getLogger("stamp_router.dns")
+
+EXIT_OK, EXIT_ERROR, EXIT_REFUSED = 0, 1, 2
+CONFLICT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class PassResult:
+    result: str                      # one of metrics.RESULTS
+    plan: Plan | None = None
+    applied: tuple[Change, ...] = ()
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        if self.result in ("ok", "dry_run"):
+            return EXIT_OK
+        return EXIT_REFUSED if self.result == "refused" else EXIT_ERROR
+
+
+class Updater:
+    def __init__(self, cfg, provider, registry, *, metrics=None, out: TextIO | None = None,
+                 clock: Callable[[], float] = time.time, always_print: bool = False) -> None:
+        self.cfg = cfg
+        self.provider = provider
+        self.registry = registry
+        self.metrics = metrics
+        self.out = out or sys.stdout
+        self.clock = clock
+        self.always_print = always_print
+        self.limits = Limits(cfg.sync.max_change_fraction, cfg.sync.min_owned_records)
+        self.memory: dict[str, hysteresis.StampMemory] | None = None
+        self._last_printed: str | None = None
+
+    # -- hysteresis memory ---------------------------------------------------------
+
+    def _load_memory(self) -> dict[str, hysteresis.StampMemory]:
+        path = self.cfg.sync.state_file
+        if not path:
+            return {}
+        try:
+            with open(path, "rb") as fh:
+                return hysteresis.from_json(orjson.loads(fh.read()))
+        except FileNotFoundError:
+            return {}
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.warning("state file %s unreadable (%s); counting from scratch", path, exc)
+            return {}
+
+    def _save_memory(self) -> None:
+        path = self.cfg.sync.state_file
+        if not path:
+            return
+        data = orjson.dumps(hysteresis.to_json(self.memory), option=orjson.OPT_INDENT_2)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".stamp-dns-state.")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write state file %s: %s", path, exc)
+
+    def advance(self, registry: Registry) -> frozenset[str]:
+        if self.memory is None:
+            self.memory = self._load_memory()
+        reads = [(s.name, s.dns_healthy) for s in registry.stamps]
+        self.memory = hysteresis.advance(self.memory, reads, self.cfg.sync.remove_after)
+        self._save_memory()
+        if self.metrics is not None:
+            self.metrics.observe_stamps({n: m.published for n, m in self.memory.items()})
+        return hysteresis.published(self.memory)
+
+    # -- one pass ------------------------------------------------------------------
+
+    def plan(self, registry: Registry, published: frozenset[str], state) -> Plan:
+        desired = desired_sets(self.cfg.records, registry.stamps, published,
+                               zone=self.provider.zone, ttl=self.cfg.sync.ttl)
+        return build_plan(desired, state, self.provider.render, owner_id=self.cfg.sync.owner_id,
+                          policy=self.cfg.sync.policy, zone=self.provider.zone, limits=self.limits,
+                          rules=self.provider.rules)
+
+    def _print(self, plan: Plan) -> None:
+        text = plan.render()
+        if self.always_print or text != self._last_printed:
+            self.out.write(text + "\n")
+            self.out.flush()
+        self._last_printed = text
+
+    async def sync_once(self, *, dry_run: bool = False, force: bool = False) -> PassResult:
+        try:
+            result = await self._pass(dry_run=dry_run, force=force)
+        except DnsError as exc:
+            result = PassResult(exc.result, message=str(exc))
+        except Exception as exc:  # a bug must not end the loop; it is logged with its trace
+            log.exception("sync pass failed")
+            result = PassResult("error", message=f"{type(exc).__name__}: {exc}")
+        if result.result not in ("ok", "dry_run"):
+            log.error("dns sync %s: %s", result.result, result.message)
+        elif result.applied:
+            log.info("dns sync applied %d changes", len(result.applied))
+        if self.metrics is not None:
+            self.metrics.observe(result, self.clock())
+            if self.cfg.metrics.textfile:
+                try:
+                    self.metrics.write_textfile(self.cfg.metrics.textfile)
+                except OSError as exc:
+                    log.warning("cannot write metrics textfile %s: %s", self.cfg.metrics.textfile, exc)
+        return result
+
+    async def _pass(self, *, dry_run: bool, force: bool) -> PassResult:
+        registry = await self.registry.read()
+        published = self.advance(registry)
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            state = await self.provider.read()
+            plan = self.plan(registry, published, state)
+            self._print(plan)
+            if dry_run:
+                try:
+                    plan.raise_if_unsafe(force)
+                except (PlanRefused, PlanInvalid) as exc:
+                    return PassResult(exc.result, plan, message=str(exc))
+                return PassResult("dry_run", plan)
+            try:
+                await self.provider.apply(plan, force=force)
+            except ConflictError as exc:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                log.warning("%s; reading the zone again (attempt %d of %d)", exc, attempt + 1, CONFLICT_ATTEMPTS)
+                continue
+            except (PlanRefused, PlanInvalid) as exc:
+                return PassResult(exc.result, plan, message=str(exc))
+            return PassResult("ok", plan, applied=plan.changes)
+        raise AssertionError("unreachable")
+
+    async def run(self, *, dry_run: bool = False, force: bool = False,
+                  stop: asyncio.Event | None = None) -> None:
+        """Pass after pass, `interval` apart (from the end of one to the start of the next)."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            await self.sync_once(dry_run=dry_run, force=force)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.cfg.sync.interval)
+            except asyncio.TimeoutError:
+                pass
