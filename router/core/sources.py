@@ -73,6 +73,10 @@ class SubdomainSource:
     def label(self, host: str) -> str | None:
         host = normalize_host(host)
         for suffix in self.suffixes:
+            # A configured domain itself names no tenant, even when it sits one label
+            # under another configured domain (eu.example.com under example.com).
+            if host == suffix[1:]:
+                return None
             if host.endswith(suffix):
                 label = host[:-len(suffix)]
                 return label if label and "." not in label else None
