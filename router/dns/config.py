@@ -45,12 +45,6 @@ class Source(Section):
     config: str | None = Field(None, description="A router config; the updater probes its backends itself.")
     timeout: Duration = Field(2.0, gt=0, description="Deadline for one registry read (and for each probe).")
 
-    @model_validator(mode="after")
-    def _one_source(self):
-        if (self.stamps_url is None) == (self.config is None):
-            raise ValueError("give exactly one of stamps_url and config")
-        return self
-
 
 class Rfc2136(Section):
     kind: Literal["rfc2136"]
@@ -97,12 +91,6 @@ class Metrics(Section):
     listen: HostPort | None = Field(None, description="Serve GET /metrics here (loop mode).")
     textfile: str | None = Field(None, description="Write node_exporter textfile metrics here after each pass.")
 
-    @model_validator(mode="after")
-    def _not_both(self):
-        if self.listen and self.textfile:
-            raise ValueError("give listen or textfile, not both")
-        return self
-
 
 class RecordEntry(Section):
     name: str = Field(description="Relative to the zone (\"api\", \"@\"), or absolute inside it.")
@@ -146,29 +134,56 @@ def absolute_name(name: str, zone: str) -> str:
     return f"{name}.{zone}".lower()
 
 
-def _check_names(cfg: DnsConfig) -> list[tuple[str, str]]:
+def _section(doc: dict, name: str) -> dict:
+    value = doc.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _cross_checks(doc: dict) -> list[tuple[str, str]]:
+    """Checks across fields, run on the raw document so that their errors come out
+    together with the schema's rather than after they are fixed."""
     errors = []
-    zone = dns.name.from_text(cfg.zone)
+    source = _section(doc, "source")
+    if "source" in doc and (source.get("stamps_url") is None) == (source.get("config") is None):
+        errors.append(("source", "give exactly one of stamps_url and config"))
+    metrics = _section(doc, "metrics")
+    if metrics.get("listen") and metrics.get("textfile"):
+        errors.append(("metrics", "give listen or textfile, not both"))
+    return errors + _check_names(doc)
+
+
+def _check_names(doc: dict) -> list[tuple[str, str]]:
+    provider = _section(doc, "provider")
+    try:
+        zone_text = _zone_name(provider.get("zone"))
+    except (ValueError, AttributeError, TypeError):
+        return []
+    zone = dns.name.from_text(zone_text)
+    errors = []
     seen: dict[tuple[str, str], int] = {}
-    for i, entry in enumerate(cfg.records):
-        fqdn = absolute_name(entry.name, cfg.zone)
+    entries = doc.get("records") if isinstance(doc.get("records"), list) else []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        fqdn = absolute_name(entry["name"], zone_text)
         try:
             name = dns.name.from_text(fqdn)
         except dns.exception.DNSException as exc:
-            errors.append((f"records[{i}].name", f"{entry.name!r} is not a DNS name: {exc}"))
+            errors.append((f"records[{i}].name", f"{entry['name']!r} is not a DNS name: {exc}"))
             continue
         if not name.is_subdomain(zone):
-            errors.append((f"records[{i}].name", f"{fqdn} is outside the zone {cfg.zone}"))
+            errors.append((f"records[{i}].name", f"{fqdn} is outside the zone {zone_text}"))
         elif name.labels[0].startswith(b"_stamp-owner-"):
             errors.append((f"records[{i}].name", "names starting _stamp-owner- hold ownership records"))
-        if entry.type == "SRV":
+        target = entry.get("target")
+        if isinstance(target, str):
             try:
-                dns.name.from_text(entry.target.replace("{stamp}", "x"), origin=zone)
+                dns.name.from_text(target.replace("{stamp}", "x"), origin=zone)
             except dns.exception.DNSException as exc:
-                errors.append((f"records[{i}].target", f"{entry.target!r} is not a host name: {exc}"))
-        key = (fqdn, entry.type)
+                errors.append((f"records[{i}].target", f"{target!r} is not a host name: {exc}"))
+        key = (fqdn, str(entry.get("type")))
         if key in seen:
-            errors.append((f"records[{i}]", f"{fqdn} {entry.type} is already records[{seen[key]}]"))
+            errors.append((f"records[{i}]", f"{fqdn} {key[1]} is already records[{seen[key]}]"))
         seen.setdefault(key, i)
     return errors
 
@@ -211,11 +226,12 @@ def _resolve_paths(cfg: DnsConfig, base_dir: str) -> DnsConfig:
 
 def parse_dns_config(doc: dict, base_dir: str = ".") -> DnsConfig:
     """Validate a parsed document; raise ConfigError listing every error with its path."""
+    errors = []
     try:
         cfg = DnsConfig.model_validate(doc)
     except ValidationError as exc:
-        raise ConfigError(_schema_errors(exc)) from None
-    errors = _check_names(cfg)
+        errors.extend(_schema_errors(exc))
+    errors.extend(_cross_checks(doc))
     if errors:
         raise ConfigError(errors)
     return _resolve_paths(cfg, os.path.abspath(base_dir))

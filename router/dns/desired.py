@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from router.dns.config import RecordEntry, absolute_name, srv_target
-from router.dns.model import DesiredSet, Key, Member
-from router.dns.registry import StampInfo
+from router.dns.model import DesiredSet, Key, Member, StampInfo
 
 _FAMILY = {"A": 4, "AAAA": 6}
 

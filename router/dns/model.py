@@ -59,6 +59,12 @@ def value_rows(records) -> set[tuple]:
     return {(r.name, r.type, r.ttl, r.set_id, r.weight, v) for r in records for v in r.values}
 
 
+def record_lines(records) -> list[str]:
+    """Presentation lines of records, data first and ownership records last."""
+    lines = [line for r in records for line in r.lines()]
+    return sorted(lines, key=lambda text: (text.startswith(OWNER_PREFIX), text))
+
+
 def owner_name(key: Key) -> str:
     name, rtype = key
     return f"{OWNER_PREFIX}{rtype.lower()}.{name}"
@@ -154,3 +160,25 @@ class DesiredSet:
     @property
     def type(self) -> str:
         return self.key[1]
+
+
+@dataclass(frozen=True)
+class StampInfo:
+    name: str
+    region: str
+    state: str
+    weight: int
+    public: tuple[str, ...]
+    healthy: bool
+
+    @property
+    def dns_healthy(self) -> bool:
+        """Healthy for DNS: the router says healthy and the operator has not set it offline."""
+        return self.healthy and self.state != "offline"
+
+
+@dataclass(frozen=True)
+class Registry:
+    version: str | None
+    stamps: tuple[StampInfo, ...]
+    source: str

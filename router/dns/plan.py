@@ -28,8 +28,8 @@ from typing import Callable, Literal
 
 from router.dns.desired import Desired
 from router.dns.errors import PlanInvalid, PlanRefused
-from router.dns.model import (OWNER_PREFIX, DesiredSet, Key, Record, ZoneState, count_values,
-                              owner_record, parse_owner, value_rows)
+from router.dns.model import (DesiredSet, Key, Record, ZoneState, count_values, owner_record,
+                              parse_owner, record_lines, value_rows)
 
 Action = Literal["create", "update", "delete"]
 Render = Callable[[DesiredSet], tuple[Record, ...]]
@@ -115,8 +115,8 @@ class Plan:
         for change in self.changes:
             name, rtype = change.key
             lines.append(f"  {marks[change.action]} {change.action} {name} {rtype}")
-            old, new = _lines(change.old), _lines(change.new)
-            for line in sorted(set(old) | set(new), key=lambda text: (text.startswith(OWNER_PREFIX), text)):
+            old, new = set(record_lines(change.old)), set(record_lines(change.new))
+            for line in dict.fromkeys(record_lines(change.old + change.new)):
                 mark = " " if line in old and line in new else ("-" if line in old else "+")
                 lines.append(f"      {mark} {line}")
         for skip in self.skipped:
@@ -141,10 +141,6 @@ class Plan:
 
 def _data(records: tuple[Record, ...]) -> tuple[Record, ...]:
     return tuple(r for r in records if parse_owner(r) is None)
-
-
-def _lines(records: tuple[Record, ...]) -> list[str]:
-    return [line for r in records for line in r.lines()]
 
 
 def build_plan(desired: Desired, state: ZoneState, render: Render, *, owner_id: str,

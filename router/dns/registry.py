@@ -9,7 +9,6 @@ they were, because a broken registry says nothing about the stamps' health.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
@@ -17,28 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from router.config.load import loc_to_path
 from router.dns.errors import RegistryError
-
-
-@dataclass(frozen=True)
-class StampInfo:
-    name: str
-    region: str
-    state: str
-    weight: int
-    public: tuple[str, ...]
-    healthy: bool
-
-    @property
-    def dns_healthy(self) -> bool:
-        """Healthy for DNS: the router says healthy and the operator has not set it offline."""
-        return self.healthy and self.state != "offline"
-
-
-@dataclass(frozen=True)
-class Registry:
-    version: str | None
-    stamps: tuple[StampInfo, ...]
-    source: str
+from router.dns.model import Registry, StampInfo
 
 
 class _Stamp(BaseModel):

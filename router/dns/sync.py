@@ -26,7 +26,7 @@ from router.dns import hysteresis
 from router.dns.desired import desired_sets
 from router.dns.errors import ConflictError, DnsError, PlanInvalid, PlanRefused
 from router.dns.plan import Change, Limits, Plan, build_plan
-from router.dns.registry import Registry
+from router.dns.model import Registry
 
 log = logging.getLogger("stamp_router.dns")
 

@@ -8,7 +8,7 @@ import pytest
 
 from router.dns.config import parse_dns_config
 from router.dns.errors import RegistryError
-from router.dns.registry import Registry, StampInfo
+from router.dns.model import Registry, StampInfo
 from tests.dns import servers
 
 _serial = itertools.count(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from types import SimpleNamespace
 
 import dns.message
 import dns.query
@@ -13,6 +14,7 @@ import dns.tsigkeyring
 import dns.update
 
 from router.dns.providers import make_provider
+from router.dns.providers.base import Provider, diff_sets
 from router.dns.sync import Updater
 from tests.dns.servers import ZONE
 
@@ -53,3 +55,34 @@ async def sync(upd: Updater, **kwargs):
 
 def sync_once(upd: Updater, **kwargs):
     return run(sync(upd, **kwargs))
+
+
+class MemoryProvider(Provider):
+    """A provider over a dict, for safety tests without a server. `lose_writes` makes it
+    answer success while keeping nothing, like a server ignoring an update."""
+
+    kind = "memory"
+
+    def __init__(self, zone: str = ZONE, records=()) -> None:
+        super().__init__(SimpleNamespace(zone=zone))
+        self.held = {r.ident: r for r in records}
+        self.lose_writes = False
+        self.writes = 0
+
+    def describe(self) -> str:
+        return f"memory zone {self.zone}"
+
+    async def _read_records(self):
+        return list(self.held.values())
+
+    async def _apply(self, changes) -> None:
+        await self._assert_unchanged(changes)
+        self.writes += 1
+        if self.lose_writes:
+            return
+        for change in changes:
+            for old, new in diff_sets(change):
+                if old is not None:
+                    del self.held[old.ident]
+                if new is not None:
+                    self.held[new.ident] = new

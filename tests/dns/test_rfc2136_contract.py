@@ -10,7 +10,7 @@ import pytest
 
 from router.dns.errors import ConflictError, ProviderError
 from router.dns.providers import make_provider
-from router.dns.registry import Registry
+from router.dns.model import Registry
 from tests.dns.conftest import FakeRegistry, make_config, rfc2136_provider, stamp
 from tests.dns.servers import ZONE, free_port
 from tests.dns.support import answers, raw_update, run, sync_once, updater

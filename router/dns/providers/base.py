@@ -17,7 +17,7 @@ import abc
 from typing import ClassVar, Iterable
 
 from router.dns.errors import ConflictError, VerifyError
-from router.dns.model import DesiredSet, Key, Record, ZoneState, build_state, make_record
+from router.dns.model import DesiredSet, Key, Record, ZoneState, build_state, make_record, record_lines
 from router.dns.plan import Change, Plan
 
 
@@ -97,7 +97,7 @@ class Provider(abc.ABC):
 
 
 def _show(records: Iterable[Record]) -> str:
-    lines = [line for r in records for line in r.lines()]
+    lines = record_lines(records)
     return "[" + ", ".join(lines) + "]" if lines else "nothing"
 
 
