@@ -3,10 +3,14 @@
 An A or AAAA key becomes one weighted set per stamp: SetIdentifier = the stamp's name,
 Weight = the stamp's weight. SRV keys are plain sets carrying the weights themselves.
 
-Each plan is one ChangeBatch, which Route 53 applies atomically. An updated set is
-written as DELETE of its old content then CREATE of the new: Route 53 refuses a DELETE
-that does not match the set exactly and a CREATE of a set that exists, so the batch is a
-compare-and-set, and an InvalidChangeBatch of that kind is a ConflictError.
+Each plan is one ChangeBatch, which Route 53 applies atomically: CREATE for a new plain
+set (the ownership record among them), DELETE with the exact old content for a set that
+goes, UPSERT for a weighted set that is new or changes. Route 53 refuses a CREATE of a
+set that exists and a DELETE that does not match, and that InvalidChangeBatch is a
+ConflictError; an UPSERT has no such check, so the batch follows a fresh read that
+compares the old content of every change (check-then-write). DELETE then CREATE in one
+batch would make every write a true compare-and-set, but moto, which the tests run on,
+refuses it.
 
 moto, used by the tests, accepts batches Route 53 rejects, so `rules` checks them here:
 Weight 0..255, one value per weighted set (one address per stamp and family), at most
@@ -166,18 +170,19 @@ class Route53Provider(Provider):
         return out
 
     async def _apply(self, changes: tuple[Change, ...]) -> None:
-        # Route 53 itself refuses a stale DELETE or CREATE; the read before catches what
-        # an emulator (moto) would let through, and names the key.
         await self._assert_unchanged(changes)
         batch = []
         for change in changes:
             for old, new in diff_sets(change):
                 if old == new:
                     continue
-                if old is not None:
+                if new is None:
                     batch.append({"Action": "DELETE", "ResourceRecordSet": self._rrset(old)})
-                if new is not None:
-                    batch.append({"Action": "CREATE", "ResourceRecordSet": self._rrset(new)})
+                else:
+                    # moto refuses a CREATE of a weighted set beside another of its name and
+                    # type; UPSERT after the check-then-write read is as safe.
+                    action = "CREATE" if old is None and new.set_id is None else "UPSERT"
+                    batch.append({"Action": action, "ResourceRecordSet": self._rrset(new)})
         client = self._boto()
         await self._call("ChangeResourceRecordSets", client.change_resource_record_sets,
                          HostedZoneId=self.zone_id,
