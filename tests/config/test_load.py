@@ -108,16 +108,32 @@ def test_valid_config_is_immutable():
         valid.config.routing.unpinned = "hash"
 
 
-def test_large_tenants_file_matches_per_pin_validation(tmp_path):
-    # The bulk path (every pin plain and valid) and the per-pin loop must agree.
+def test_bulk_and_per_pin_validation_agree(tmp_path):
+    # router.config.validate takes plain pins in bulk and sends the rest through a per-pin
+    # loop; all three ways through must give the same pins.
     table = {f"tenant-{i}": ("eu-1", "eu-2", "us-1")[i % 3] for i in range(5000)}
+    table["tenant-7"] = {"stamp": "eu-2", "mode": "read-only"}
     (tmp_path / "pins.json").write_text(json.dumps(table))
-    bulk = load_toml('tenants_file = "pins.json"\n' + BASE, str(tmp_path))
-    table["z"] = {"stamp": "eu-1"}            # one object-form pin sends it through the loop
+    text = 'tenants_file = "pins.json"\n' + BASE
+    split = load_toml(text, str(tmp_path))                               # bulk + loop for one
+    # The same pin also in [tenants] overlaps, which sends the whole file through the loop.
+    looped = load_toml(text + '[tenants]\n"tenant-1" = "eu-2"\n', str(tmp_path))
+    del table["tenant-7"]
     (tmp_path / "pins.json").write_text(json.dumps(table))
-    looped = load_toml('tenants_file = "pins.json"\n' + BASE, str(tmp_path))
-    assert dict(bulk.pins) == {k: v for k, v in looped.pins.items() if k != "z"}
-    assert len(looped.pins) == 5001
+    bulk = load_toml(text, str(tmp_path))                                # all in bulk
+    assert dict(split.pins) == dict(looped.pins) == {**bulk.pins, "tenant-7": "eu-2"}
+    assert dict(split.modes) == dict(looped.modes) == {"tenant-7": "read-only"}
+    assert dict(bulk.modes) == {}
+
+
+def test_errors_among_many_plain_pins_are_still_found(tmp_path):
+    table = {f"tenant-{i}": "eu-1" for i in range(5000)}
+    table["bad id"] = "eu-1"
+    table["lost"] = {"stamp": "nowhere"}
+    (tmp_path / "pins.json").write_text(json.dumps(table))
+    with pytest.raises(ConfigError) as info:
+        load_toml('tenants_file = "pins.json"\n' + BASE, str(tmp_path))
+    assert [p for p, _ in info.value.errors] == ["tenants_file['bad id']", "tenants_file.lost"]
 
 
 @pytest.mark.parametrize("name", ["demo.toml", "example.toml"])
