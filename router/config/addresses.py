@@ -9,6 +9,11 @@ _HOST_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?
 _IPV4_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 
 
+def is_host_name(value: str) -> bool:
+    """A DNS name of letter-digit-hyphen labels (RFC 1123 2.1), a trailing dot allowed."""
+    return value.isascii() and _HOST_RE.fullmatch(value) is not None
+
+
 def parse_hostport(value: str) -> tuple[str, int]:
     """Split "host:port" or "[v6]:port"; raise ValueError with a reason otherwise."""
     if not isinstance(value, str) or not value:

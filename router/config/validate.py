@@ -13,6 +13,7 @@ from itertools import compress, repeat
 from operator import is_, is_not
 from typing import Any
 
+from router.config.addresses import is_host_name
 from router.config.units import parse_duration
 from router.core.tenant import all_valid_tenants, is_valid_tenant
 
@@ -93,7 +94,7 @@ def check_cross_fields(raw: dict) -> Errors:
     if "subdomain" in sources and not _list(routing.get("domains")):
         errors.append(("routing.domains", "\"subdomain\" is in routing.sources but no domain is configured"))
     for j, domain in enumerate(_list(routing.get("domains"))):
-        if isinstance(domain, str) and (not domain or domain.startswith(".") or domain != domain.strip()):
+        if isinstance(domain, str) and not is_host_name(domain):
             errors.append((f"routing.domains[{j}]", f"{domain!r} is not a domain name"))
 
     jwt = raw.get("jwt")
@@ -203,8 +204,9 @@ def check_pins(table: Any, path: str, stamp_names: dict[str, str],
                origin: dict[str, str] | None = None) -> None:
     """Validate one pin table into `pins` (tenant -> stamp) and `modes` (non-default).
 
-    Written as one tight loop: a million pins must validate in well under a second.
-    `stamp_names` maps each name to itself so every pin shares one string object.
+    Plain pins go in bulk (_merge_plain_pins); this loop sees only object form pins, or
+    every pin of a table that has something wrong, and words each problem. `stamp_names`
+    maps each name to itself so that the pins the loop adds share one string object.
     """
     if not isinstance(table, dict):
         errors.append((path, "must be a table (object) of tenant -> stamp"))

@@ -292,3 +292,15 @@ def test_all_errors_reported_at_once(tmp_path):
 def test_syntax_error_is_one_document_error():
     errors = config_errors(BASE + "[routing\n")
     assert len(errors) == 1 and errors[0][0] == "" and "cannot parse TOML" in errors[0][1]
+
+
+@pytest.mark.parametrize("domain", ["*.stamps.example.com", ".stamps.example.com", "", " stamps.example.com",
+                                    "stamps.example.com:8080", "stamps..example.com"])
+def test_routing_domain_not_a_domain_name(domain):
+    text = BASE.replace('domains = ["stamps.example.com"]', f'domains = ["ok.example.com", {json.dumps(domain)}]')
+    assert error_at(text, "routing.domains[1]") == f"{domain!r} is not a domain name"
+
+
+def test_subdomain_source_needs_a_domain():
+    text = BASE.replace('domains = ["stamps.example.com"]', "")
+    assert "no domain is configured" in error_at(text, "routing.domains")
