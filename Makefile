@@ -34,9 +34,12 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Router vs HAProxy vs nginx, same routing, one run (benchmarks/README.md); ~10 minutes.
+# More rounds, longer or fewer scenarios: make bench BENCH_ARGS="--rounds 9 --duration 10 --scenarios header,jwt"
 bench: $(STAMP)
 	@missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 

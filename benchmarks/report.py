@@ -1,0 +1,212 @@
+"""Results out: JSON (everything), Markdown (the tables the READMEs show), PNG (the chart)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LOAD_SCENARIOS = ("header", "subdomain", "jwt", "pins")
+SERIES_ORDER = ("router", "haproxy", "nginx", "router (no token cache)")
+COLORS = {"router": "#2b7bba", "haproxy": "#d9822b", "nginx": "#3a9d5d", "router (no token cache)": "#9bbbd9"}
+
+
+def rows(doc: dict) -> list[dict]:
+    """One row per (scenario, system variant) of the load scenarios, with its HAProxy ratios."""
+    out = []
+    for name in LOAD_SCENARIOS:
+        sc = doc["scenarios"].get(name)
+        if not sc or "results" not in sc:
+            continue
+        res = sc["results"]
+        for label, r in res.items():
+            m = r["median"]
+            if name == "pins":
+                series, group = r["system"], "pins " + label.split(" ", 1)[1].replace(" pins", "")
+            else:
+                series, group = label, name
+            base_label = label.replace("router", "haproxy", 1)
+            base = res.get(base_label) or res.get("haproxy")
+            row = {"scenario": name, "group": group, "series": series, "label": label, **m,
+                   "peak_rss_mib": r["peak_rss_mib"]}
+            if base is not None and base is not r:
+                bm = base["median"]
+                row["rps_vs_haproxy"] = m["rps"] / bm["rps"] if bm.get("rps") else None
+                row["cpu_vs_haproxy"] = (m["cpu_us_per_req"] / bm["cpu_us_per_req"]
+                                         if bm.get("cpu_us_per_req") else None)
+            out.append(row)
+    return out
+
+
+def _f(value, fmt: str, dash: str = "–") -> str:
+    return dash if value is None else format(value, fmt)
+
+
+def bar_checks(doc: dict) -> list[tuple[str, str, str]]:
+    """design.md section 7 and issue 8's bar, each as (target, measured, verdict)."""
+    checks = []
+    sc = doc["scenarios"]
+    hdr = sc.get("header", {}).get("ratios", {}).get("router/haproxy", {})
+    if hdr:
+        cpu, rps = hdr.get("cpu_us_per_req"), hdr.get("rps")
+        checks.append(("header routing: CPU/request <= 1.25 x HAProxy", f"{cpu:.2f} x",
+                       "met" if cpu is not None and cpu <= 1.25 else "NOT met"))
+        checks.append(("header routing: requests/s >= 0.8 x HAProxy", f"{rps:.2f} x",
+                       "met" if rps is not None and rps >= 0.8 else "NOT met"))
+    sub = sc.get("subdomain", {}).get("ratios", {}).get("router/haproxy", {})
+    if sub:
+        checks.append(("subdomain routing: CPU/request <= 1.25 x HAProxy", f"{sub['cpu_us_per_req']:.2f} x",
+                       "met" if sub["cpu_us_per_req"] <= 1.25 else "NOT met"))
+        checks.append(("subdomain routing: requests/s >= 0.8 x HAProxy", f"{sub['rps']:.2f} x",
+                       "met" if sub["rps"] >= 0.8 else "NOT met"))
+    jwt = sc.get("jwt", {}).get("ratios", {}).get("router/haproxy", {})
+    if jwt:
+        checks.append(("JWT with token reuse: requests/s > HAProxy verifying each request", f"{jwt['rps']:.2f} x",
+                       "met" if jwt["rps"] > 1.0 else "NOT met"))
+    pins = sc.get("pins", {}).get("ratios", {})
+    for key, r in pins.items():
+        if key.startswith("router"):
+            checks.append((f"{key.split(': ')[1]} pins: lookups as fast (req/s ratio, CPU/request ratio)",
+                           f"{r.get('rps', 0):.2f} x req/s, {r.get('cpu_us_per_req', 0):.2f} x CPU",
+                           "met" if r.get("cpu_us_per_req", 9) <= 1.1 else "NOT met"))
+            checks.append(("memory growth with the big table < 200 MB", f"{r['rss_growth_mib']:.0f} MiB",
+                           "met" if r["rss_growth_mib"] * 1.048576 < 200 else "NOT met"))
+    bodies = sc.get("bodies", {}).get("results", {}).get("router")
+    if bodies and "upload" in bodies:
+        g = bodies["upload"]["rss_growth_mib"]
+        checks.append(("1 GiB upload raises router memory < 50 MB", f"+{g:.1f} MiB",
+                       "met" if bodies["upload"]["ok"] and g * 1.048576 < 50 else "NOT met"))
+    return checks
+
+
+def markdown(doc: dict) -> str:
+    m = doc["machine"]
+    s = doc["settings"]
+    lines = [
+        f"# stamp-router benchmark results",
+        "",
+        f"- Date: {doc['date']}",
+        f"- Command: `{doc['command']}`",
+        f"- Machine: {m['cpu_model']}, {m['cores']} cores, {m['mem_mib']} MiB, Linux {m['kernel']}",
+        f"- Load: wrk {s['threads']} thread, {s['connections']} keep-alive connections, {s['duration']:g} s per "
+        f"round, {s['rounds']} rounds alternating the systems, medians shown; {s['pinning']}",
+        f"- Versions: {doc['versions']}",
+        f"- Code: commit {doc['git']['commit']}"
+        + (" plus uncommitted changes under router/" if doc["git"]["router_uncommitted_changes"] else ""),
+        f"- Load average at start: {doc['loadavg_start']}, at end: {doc.get('loadavg_end', '?')}",
+        "",
+        "## Routing under load",
+        "",
+        "| scenario | system | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB | req/s ÷ HAProxy | CPU ÷ HAProxy | spread req/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows(doc):
+        errs = f" ({r['errors']:.0f} errors)" if r.get("errors") else ""
+        lines.append(
+            f"| {r['group']} | {r['series']}{errs} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['p999_ms']:.2f} | {r['cpu_us_per_req']:.1f} | {r['peak_rss_mib']:.0f} | "
+            f"{_f(r.get('rps_vs_haproxy'), '.2f')} | {_f(r.get('cpu_vs_haproxy'), '.2f')} | "
+            f"{_f(r.get('rps_spread'), '.0%')} |")
+    checks = bar_checks(doc)
+    if checks:
+        lines += ["", "## Against the targets (design.md section 7)", "", "| target | measured | |", "|---|---|---|"]
+        lines += [f"| {t} | {v} | {ok} |" for t, v, ok in checks]
+    pins = doc["scenarios"].get("pins")
+    if pins and pins.get("ratios"):
+        lines += ["", "## Pin table size", "", "| system | req/s ratio big/100 | CPU ratio big/100 | RSS growth MiB | start-up with big table s |",
+                  "|---|---:|---:|---:|---:|"]
+        for key, r in pins["ratios"].items():
+            lines.append(f"| {key} | {_f(r.get('rps'), '.2f')} | {_f(r.get('cpu_us_per_req'), '.2f')} | "
+                         f"{r['rss_growth_mib']:.0f} | {r['startup_s_big']:.1f} |")
+    bodies = doc["scenarios"].get("bodies")
+    if bodies and bodies.get("results"):
+        lines += ["", f"## {bodies['description']}", "",
+                  "| system | direction | ok | MiB/s | RSS before MiB | RSS peak MiB | growth MiB | proxy CPU s/GiB |",
+                  "|---|---|---|---:|---:|---:|---:|---:|"]
+        for name, r in bodies["results"].items():
+            for d in ("upload", "download"):
+                if d in r:
+                    x = r[d]
+                    lines.append(f"| {name} | {d} | {'yes' if x['ok'] else 'NO'} | {x['mib_s']:.0f} | "
+                                 f"{x['rss_before_mib']:.0f} | {x['rss_peak_mib']:.0f} | {x['rss_growth_mib']:.1f} | "
+                                 f"{x['cpu_s_per_gib']:.2f} |")
+    reload = doc["scenarios"].get("reload")
+    if reload:
+        lines += ["", "## Latency during a full table reload", ""]
+        if "skipped" in reload:
+            lines.append(f"Not measured: {reload['skipped']}.")
+        else:
+            lines.append(f"From `{reload['command']}` (exit {reload['exit']}):")
+            lines += ["", "```json", json.dumps(reload.get("result"), indent=2)[:3000], "```"]
+    prof = doc["scenarios"].get("profile")
+    if prof:
+        lines += ["", "## Where the router's CPU goes (py-spy)", ""]
+        if "skipped" in prof:
+            lines.append(f"Not profiled: {prof['skipped']}.")
+        for mode, p in prof.items():
+            if not isinstance(p, dict) or "self_by_function" not in p:
+                continue
+            lines += [f"### {mode} routing: {p['samples']} samples at {p.get('rps_while_sampled', '?')} req/s "
+                      f"(flame graph: `{p['flamegraph']}`)", "",
+                      "| self % | function (self time) | | self % | line (self time) |", "|---:|---|---|---:|---|"]
+            for a, b in zip(p["self_by_function"][:12], p["self_by_line"][:12]):
+                lines.append(f"| {a['percent']} | `{a['entry']}` | | {b['percent']} | `{b['entry']}` |")
+            lines += ["", "| inclusive % | function |", "|---:|---|"]
+            lines += [f"| {a['percent']} | `{a['entry']}` |" for a in p["inclusive_by_function"][:12]]
+            lines.append("")
+    notes = [n for sc in doc["scenarios"].values() if isinstance(sc, dict) for n in sc.get("notes", [])]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(doc: dict) -> str:
+    """The compact table for the top-level README."""
+    lines = ["| scenario | system | req/s | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB | req/s ÷ HAProxy | CPU ÷ HAProxy |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows(doc):
+        lines.append(f"| {r['group']} | {r['series']} | {r['rps']:,.0f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | "
+                     f"{r['cpu_us_per_req']:.1f} | {r['peak_rss_mib']:.0f} | {_f(r.get('rps_vs_haproxy'), '.2f')} | "
+                     f"{_f(r.get('cpu_vs_haproxy'), '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(doc: dict, path: Path) -> str | None:
+    """Grouped bars: req/s, CPU per request and p99 for each scenario and system."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install -e '.[bench]'): no chart"
+    data = rows(doc)
+    if not data:
+        return "no load results to chart"
+    groups = list(dict.fromkeys(r["group"] for r in data))
+    series = [s for s in SERIES_ORDER if any(r["series"] == s for r in data)]
+    panels = (("rps", "requests per second (higher is better)"),
+              ("cpu_us_per_req", "proxy CPU µs per request (lower is better)"),
+              ("p99_ms", "p99 latency, ms (lower is better)"))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    width = 0.8 / max(1, len(series))
+    for ax, (key, title) in zip(axes, panels):
+        for i, s in enumerate(series):
+            xs, ys = [], []
+            for g, group in enumerate(groups):
+                for r in data:
+                    if r["group"] == group and r["series"] == s:
+                        xs.append(g + (i - (len(series) - 1) / 2) * width)
+                        ys.append(r[key])
+            ax.bar(xs, ys, width, label=s, color=COLORS.get(s))
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(groups, rotation=20, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    m, s = doc["machine"], doc["settings"]
+    fig.suptitle(f"stamp-router vs HAProxy vs nginx, one worker each — {doc['date']}, {m['cores']} cores "
+                 f"({m['cpu_model']}), wrk -c{s['connections']} -t{s['threads']}, median of {s['rounds']}x{s['duration']:g}s",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None

@@ -1,0 +1,408 @@
+"""The scenarios of issue 8. Each returns a JSON-able dict; run.py collects and reports them.
+
+A load scenario starts every system it compares (idle ones cost nothing), checks each
+answers one request correctly, warms each up, then runs its rounds alternating the
+systems, rotating the order every round so that none always goes first or last while
+the machine's background load drifts. Figures are medians over rounds.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bodies
+import jwt_material
+import spy
+from loadgen import measure, wrk, write_requests
+from procs import Procs, cpu_seconds, free_port, peak_rss_mib, pinned, rss_mib, wait_port
+from systems import (DOMAIN, STAMPS, Backend, HaproxySystem, NginxSystem, RouterSystem, Routing, Running,
+                     System, stamp_of, tenant_id, write_table)
+
+HERE = Path(__file__).resolve().parent
+GIB = 1024 ** 3
+METRICS = ("rps", "cpu_us_per_req", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "cpu_util",
+           "errors")
+
+
+@dataclass
+class Entry:
+    label: str
+    system: System
+    routing: Routing
+    requests: Path
+    probe: list[tuple[str, str]]
+    expect_stamp: str
+    expect_tenant: str
+    tag: str
+    running: Running | None = None
+
+
+class Bench:
+    """What every scenario shares: options, temp dir, children, the pinning, the backend."""
+
+    def __init__(self, args, tmp: Path, procs: Procs, proxy_cpus: str | None, load_cpus: str | None,
+                 log=print) -> None:
+        self.args = args
+        self.tmp = tmp
+        self.procs = procs
+        self.proxy_cpus = proxy_cpus
+        self.load_cpus = load_cpus
+        self.log = log
+        self._backend: Backend | None = None
+        self._tables: dict[int, object] = {}
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = Backend(self.tmp, {s: free_port() for s in STAMPS})
+            self._backend.start(self.procs, self.load_cpus)
+        return self._backend
+
+    def table(self, count: int):
+        if count not in self._tables:
+            t0 = time.monotonic()
+            self._tables[count] = write_table(self.tmp / "tables", count)
+            if count >= 100_000:
+                self.log(f"  wrote a {count:,}-pin table in three formats in {time.monotonic() - t0:.1f} s")
+        return self._tables[count]
+
+    def systems(self, names=None) -> dict[str, System]:
+        out = {}
+        for cls in (RouterSystem, HaproxySystem, NginxSystem):
+            if cls.name in self.args.systems and (names is None or cls.name in names):
+                sysobj = cls(self.tmp)
+                why = sysobj.available()
+                if why:
+                    self.log(f"  {cls.name}: skipped ({why})")
+                    continue
+                out[cls.name] = sysobj
+        return out
+
+
+# -- the load loop ---------------------------------------------------------------------------
+
+def probe(entry: Entry) -> None:
+    """One request, checked: right status, right stamp, tenant header set upstream."""
+    conn = http.client.HTTPConnection("127.0.0.1", entry.running.port, timeout=10)
+    try:
+        conn.request("GET", "/", headers=dict(entry.probe))
+        resp = conn.getresponse()
+        body = resp.read()
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+    problems = []
+    if resp.status != 200:
+        problems.append(f"status {resp.status} ({body[:200]!r})")
+    if headers.get("x-stamp") != entry.expect_stamp:
+        problems.append(f"X-Stamp {headers.get('x-stamp')!r}, expected {entry.expect_stamp!r}")
+    if headers.get("x-backend") != entry.expect_stamp:
+        problems.append(f"served by {headers.get('x-backend')!r}, expected {entry.expect_stamp!r}")
+    if headers.get("x-seen-tenant") != entry.expect_tenant:
+        problems.append(f"backend saw X-Tenant-ID {headers.get('x-seen-tenant')!r}, expected {entry.expect_tenant!r}")
+    if problems:
+        raise RuntimeError(f"{entry.label} does not route as the others do: " + "; ".join(problems))
+
+
+def median_of(rounds: list[dict]) -> dict:
+    out = {}
+    for key in METRICS:
+        values = [r[key] for r in rounds if r.get(key) is not None]
+        if values:
+            out[key] = statistics.median(values)
+    if len(rounds) > 1:
+        rps = [r["rps"] for r in rounds]
+        # Spread across rounds, as a share of the median: how noisy this figure is.
+        out["rps_spread"] = (max(rps) - min(rps)) / statistics.median(rps) if statistics.median(rps) else None
+        cpu = [r["cpu_us_per_req"] for r in rounds if r.get("cpu_us_per_req")]
+        if cpu:
+            out["cpu_spread"] = (max(cpu) - min(cpu)) / statistics.median(cpu)
+    return out
+
+
+def run_entries(bench: Bench, entries: list[Entry], *, stop_after: bool = True) -> dict:
+    args = bench.args
+    for entry in entries:
+        bench.log(f"  starting {entry.label}")
+        entry.running = entry.system.start(bench.procs, entry.routing, free_port(), bench.proxy_cpus, entry.tag)
+        probe(entry)
+    for entry in entries:
+        if args.warmup > 0:
+            wrk(entry.running.port, entry.requests, duration=args.warmup, connections=args.connections,
+                threads=args.threads, cpus=bench.load_cpus)
+    rounds: dict[str, list[dict]] = {e.label: [] for e in entries}
+    for r in range(args.rounds):
+        order = entries[r % len(entries):] + entries[:r % len(entries)]
+        for entry in order:
+            res = measure(entry.running.pid, entry.running.port, entry.requests, duration=args.duration,
+                          connections=args.connections, threads=args.threads, cpus=bench.load_cpus)
+            rounds[entry.label].append(res)
+            flag = f"  ERRORS {res['errors']} {res['error_detail']}" if res["errors"] else ""
+            bench.log(f"  round {r + 1}/{args.rounds} {entry.label:<20} {res['rps']:>9.0f} req/s  "
+                      f"{res['cpu_us_per_req']:>6.1f} us CPU/req  p99 {res['p99_ms']:.2f} ms  "
+                      f"proxy core {100 * res['cpu_util']:.0f}%{flag}")
+    out = {}
+    for entry in entries:
+        pid = entry.running.pid
+        out[entry.label] = {
+            "system": entry.system.name,
+            "median": median_of(rounds[entry.label]),
+            "rounds": rounds[entry.label],
+            "rss_mib": rss_mib(pid),
+            "peak_rss_mib": peak_rss_mib(pid),
+            "startup_s": round(entry.running.started_s, 2),
+        }
+        if stop_after:
+            bench.procs.stop(entry.running.proc)
+    return out
+
+
+def ratios(results: dict, a: str, b: str) -> dict:
+    if a not in results or b not in results:
+        return {}
+    ma, mb = results[a]["median"], results[b]["median"]
+    out = {}
+    for key in ("rps", "cpu_us_per_req", "p50_ms", "p99_ms", "p999_ms"):
+        if ma.get(key) and mb.get(key):
+            out[key] = round(ma[key] / mb[key], 3)
+    if results[a].get("peak_rss_mib") and results[b].get("peak_rss_mib"):
+        out["peak_rss_mib"] = round(results[a]["peak_rss_mib"] / results[b]["peak_rss_mib"], 2)
+    return out
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+def _routing_entries(bench: Bench, mode: str, table, requests: Path, header_for, labels=None, jwt=None,
+                     tag_suffix="") -> list[Entry]:
+    routing = Routing(mode, table, bench.backend.addresses, jwt=jwt)
+    entries = []
+    for name, sysobj in bench.systems(labels).items():
+        entries.append(Entry(name, sysobj, routing, requests, header_for(7), stamp_of(7), tenant_id(7),
+                             f"{mode}{tag_suffix}"))
+    return entries
+
+
+def scenario_header(bench: Bench) -> dict:
+    table = bench.table(100)
+    requests = write_requests(bench.tmp / "req-header.txt", [[("X-Tenant-ID", tenant_id(i))] for i in range(100)])
+    entries = _routing_entries(bench, "header", table, requests, lambda i: [("X-Tenant-ID", tenant_id(i))])
+    res = run_entries(bench, entries)
+    return {"description": "X-Tenant-ID header -> map of 100 pins -> stamp; 100 tenants cycled",
+            "results": res, "ratios": {"router/haproxy": ratios(res, "router", "haproxy"),
+                                       "router/nginx": ratios(res, "router", "nginx")}}
+
+
+def scenario_subdomain(bench: Bench) -> dict:
+    table = bench.table(100)
+    requests = write_requests(bench.tmp / "req-subdomain.txt",
+                              [[("Host", f"{tenant_id(i)}.{DOMAIN}")] for i in range(100)])
+    entries = _routing_entries(bench, "subdomain", table, requests, lambda i: [("Host", f"{tenant_id(i)}.{DOMAIN}")])
+    res = run_entries(bench, entries)
+    return {"description": f"Host <tenant>.{DOMAIN} -> map of 100 pins -> stamp; 100 tenants cycled",
+            "results": res, "ratios": {"router/haproxy": ratios(res, "router", "haproxy"),
+                                       "router/nginx": ratios(res, "router", "nginx")}}
+
+
+def scenario_jwt(bench: Bench) -> dict:
+    table = bench.table(100)
+    tenants = [tenant_id(i) for i in range(100)]
+    material = jwt_material.material(bench.tmp / "jwt", tenants)
+    requests = write_requests(bench.tmp / "req-jwt.txt",
+                              [[("Authorization", f"Bearer {material.tokens[t]}")] for t in tenants])
+    systems = bench.systems(("router", "haproxy"))
+    haproxy = systems.get("haproxy")
+    notes = ["nginx (open source) cannot verify a JWT: it sits this scenario out"]
+    if haproxy is not None and not haproxy.jwt_supported():
+        notes.append("this HAProxy build has no jwt_verify (needs >= 2.5 with OpenSSL): HAProxy skipped")
+        systems.pop("haproxy")
+    routing = Routing("jwt", table, bench.backend.addresses, jwt=material)
+    probe_headers = [("Authorization", f"Bearer {material.tokens[tenant_id(7)]}")]
+    entries = [Entry(name, s, routing, requests, probe_headers, stamp_of(7), tenant_id(7), "jwt")
+               for name, s in systems.items()]
+    if "router" in systems and bench.args.jwt_nocache:
+        # The router with its verified-token cache off: what verifying every request costs it.
+        nocache = Routing("jwt", table, bench.backend.addresses, jwt=material, jwt_cache=False)
+        entries.append(Entry("router (no token cache)", systems["router"], nocache, requests, probe_headers,
+                             stamp_of(7), tenant_id(7), "jwt-nocache"))
+    res = run_entries(bench, entries)
+    return {"description": "RS256 bearer token (tid claim) verified -> map of 100 pins -> stamp; "
+                           "100 tokens cycled, each reused (the router caches verified tokens; "
+                           "HAProxy runs jwt_verify on every request)",
+            "jwt_material": material.source, "notes": notes, "results": res,
+            "ratios": {"router/haproxy": ratios(res, "router", "haproxy")}}
+
+
+def scenario_pins(bench: Bench) -> dict:
+    big_n = bench.args.pins
+    small, big = bench.table(100), bench.table(big_n)
+    small_req = write_requests(bench.tmp / "req-pins-100.txt", [[("X-Tenant-ID", tenant_id(i))] for i in range(100)])
+    # The big table is asked for 10,000 tenants spread across it, so lookups are not all
+    # served from the same few hot cache lines.
+    stride = max(1, big_n // 10_000)
+    big_ids = list(range(1, big_n, stride))[:10_000]
+    big_req = write_requests(bench.tmp / "req-pins-big.txt", [[("X-Tenant-ID", tenant_id(i))] for i in big_ids])
+    entries = []
+    label_big = f"{big_n // 1_000_000}M" if big_n % 1_000_000 == 0 else f"{big_n:,}"
+    for name, sysobj in bench.systems(("router", "haproxy")).items():
+        for count, table, req, probe_i in ((100, small, small_req, 7), (big_n, big, big_req, big_ids[7])):
+            routing = Routing("header", table, bench.backend.addresses)
+            label = f"{name} {'100' if count == 100 else label_big} pins"
+            entries.append(Entry(label, sysobj, routing, req, [("X-Tenant-ID", tenant_id(probe_i))],
+                                 stamp_of(probe_i), tenant_id(probe_i), f"pins-{count}"))
+    res = run_entries(bench, entries)
+    out = {"description": f"header routing with 100 pins vs {big_n:,} pins (router and an HAProxy map "
+                          f"of the same size); the big table is asked for {len(big_ids):,} tenants spread across it",
+           "pins": big_n, "results": res, "ratios": {}}
+    for name in ("router", "haproxy"):
+        a, b = f"{name} {label_big} pins", f"{name} 100 pins"
+        if a in res and b in res:
+            r = ratios(res, a, b)
+            r["rss_growth_mib"] = round(res[a]["rss_mib"] - res[b]["rss_mib"], 1)
+            r["startup_s_big"] = res[a]["startup_s"]
+            out["ratios"][f"{name}: {label_big}/100"] = r
+    return out
+
+
+def scenario_bodies(bench: Bench) -> dict:
+    size = bench.args.body_size
+    ports = {s: free_port() for s in STAMPS}
+    sink = bench.procs.start("sink", pinned([sys.executable, str(HERE / "sink.py"), *map(str, ports.values())],
+                                            bench.load_cpus))
+    for p in ports.values():
+        wait_port(p, 10, sink, "sink")
+    table = bench.table(100)
+    routing = Routing("header", table, {s: f"127.0.0.1:{p}" for s, p in ports.items()}, max_body=True)
+    headers = [("X-Tenant-ID", tenant_id(0))]
+    out = {"description": f"{size / GIB:g} GiB streamed through each proxy, upload then download, one "
+                          f"connection, loopback sink; memory sampled every 20 ms", "results": {}}
+    try:
+        for name, sysobj in bench.systems().items():
+            bench.log(f"  starting {name}")
+            running = sysobj.start(bench.procs, routing, free_port(), bench.proxy_cpus, "bodies")
+            pid = running.pid
+            row = {"system": name, "rss_idle_mib": round(rss_mib(pid), 1)}
+            try:
+                for direction, fn in (("upload", bodies.upload), ("download", bodies.download)):
+                    cpu0 = cpu_seconds(pid)
+                    with bodies.RssWatch(pid) as watch:
+                        got = fn(running.port, size, headers)
+                    cpu = cpu_seconds(pid) - cpu0
+                    row[direction] = {
+                        "ok": got["ok"], "status": got["status"], "mib_s": round(got["mib_s"], 1),
+                        "seconds": round(got["seconds"], 2), "rss_before_mib": round(watch.base, 1),
+                        "rss_peak_mib": round(watch.peak, 1), "rss_growth_mib": round(watch.peak - watch.base, 1),
+                        "cpu_s_per_gib": round(cpu / (size / GIB), 2),
+                    }
+                    bench.log(f"  {name:<8} {direction:<8} {'ok' if got['ok'] else 'FAILED'}  {got['mib_s']:7.0f} MiB/s  "
+                              f"RSS {watch.base:.0f} -> peak {watch.peak:.0f} MiB (+{watch.peak - watch.base:.1f})")
+            finally:
+                bench.procs.stop(running.proc)
+            out["results"][name] = row
+    finally:
+        bench.procs.stop(sink)
+    return out
+
+
+def scenario_reload(bench: Bench) -> dict:
+    """Latency during a full-table reload: benchmarks/reload_latency.py owns this measurement."""
+    script = HERE / "reload_latency.py"
+    if not script.exists():
+        return {"skipped": "benchmarks/reload_latency.py is not in this checkout"}
+    out_json = bench.tmp / "reload_latency.json"
+    cmd = [sys.executable, str(script), *bench.args.reload_args.split()]
+    if "--json" not in cmd:
+        cmd += ["--json", str(out_json)]
+    bench.log(f"  {' '.join(cmd[1:])}")
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=bench.args.reload_timeout, cwd=str(HERE.parent))
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"reload_latency.py did not finish within {bench.args.reload_timeout} s"}
+    result: dict = {"command": " ".join(["python", *cmd[1:]]), "exit": done.returncode}
+    if out_json.exists():
+        try:
+            result["result"] = json.loads(out_json.read_text())
+        except ValueError:
+            pass
+    if "result" not in result:
+        for line in reversed(done.stdout.splitlines()):
+            try:
+                result["result"] = json.loads(line)
+                break
+            except ValueError:
+                continue
+    result["output_tail"] = (done.stdout + done.stderr).splitlines()[-15:]
+    return result
+
+
+def scenario_profile(bench: Bench) -> dict:
+    """py-spy on the router while wrk loads it: header routing, then JWT with token reuse.
+
+    Sampled with --native, which stops the process for each sample: the router runs
+    slower while profiled, so these runs are not among the measured rounds.
+    """
+    if spy.py_spy() is None:
+        return {"skipped": "py-spy not installed (pip install py-spy, or the bench extra)"}
+    seconds = bench.args.profile_seconds
+    results_dir = bench.args.out
+    out = {}
+    tenants = [tenant_id(i) for i in range(100)]
+    for mode in bench.args.profile_modes:
+        table = bench.table(100)
+        if mode == "jwt":
+            material = jwt_material.material(bench.tmp / "jwt", tenants)
+            rows = [[("Authorization", f"Bearer {material.tokens[t]}")] for t in tenants]
+        else:
+            material = None
+            rows = [[("X-Tenant-ID", t)] for t in tenants]
+        requests = write_requests(bench.tmp / f"req-profile-{mode}.txt", rows)
+        routing = Routing(mode, table, bench.backend.addresses, jwt=material)
+        running = RouterSystem(bench.tmp).start(bench.procs, routing, free_port(), bench.proxy_cpus, f"profile-{mode}")
+        try:
+            wrk(running.port, requests, duration=2, connections=bench.args.connections, threads=bench.args.threads,
+                cpus=bench.load_cpus)
+            raw = bench.tmp / f"profile-{mode}.txt"
+            svg = results_dir / f"profile-{mode}.svg"
+            entry = {}
+            for fmt, path in (("raw", raw), ("flamegraph", svg)):
+                rec = spy.record(running.pid, seconds, path, fmt, native=True)
+                load = {}
+                t = threading.Thread(target=lambda: load.update(wrk(
+                    running.port, requests, duration=seconds + 2, connections=bench.args.connections,
+                    threads=bench.args.threads, cpus=bench.load_cpus)))
+                t.start()
+                log, _ = rec.communicate(timeout=seconds + 60)
+                t.join()
+                if rec.returncode != 0 or not path.exists():
+                    return {"skipped": f"py-spy failed (exit {rec.returncode}): {log.strip()[-500:]}"}
+                if fmt == "raw":
+                    entry = spy.top_entries(path)
+                    entry["rps_while_sampled"] = round(load.get("requests", 0) / (load.get("duration_us", 1) / 1e6))
+            entry["flamegraph"] = svg.name
+            (results_dir / f"profile-{mode}.txt").write_text(raw.read_text())
+            entry["collapsed"] = f"profile-{mode}.txt"
+            out[mode] = entry
+            top = entry["self_by_function"][:5]
+            bench.log(f"  {mode}: {entry['samples']} samples; top self: " +
+                      ", ".join(f"{t['entry']} {t['percent']}%" for t in top))
+        finally:
+            bench.procs.stop(running.proc)
+    return out
+
+
+SCENARIOS = {
+    "header": scenario_header,
+    "subdomain": scenario_subdomain,
+    "jwt": scenario_jwt,
+    "pins": scenario_pins,
+    "bodies": scenario_bodies,
+    "reload": scenario_reload,
+    "profile": scenario_profile,
+}
