@@ -51,6 +51,8 @@ def decide(facts: RequestFacts, snap: Snapshot, health: HealthView, now: float,
             reason = PINNED
             mode = snap.modes.get(tenant)
             if mode is not None and facts.method not in SAFE_METHODS:
+                if steps is not None:
+                    steps.append(f"{PINNED}: stamp {name!r}, read-only: {facts.method} refused")
                 return Decision(tenant, source, None, PINNED, error=ErrorKind.TENANT_READ_ONLY, mode=mode,
                                 message=f"tenant {tenant!r} is read-only; {facts.method} is refused",
                                 considered=tuple(steps or ()))
@@ -58,10 +60,14 @@ def decide(facts: RequestFacts, snap: Snapshot, health: HealthView, now: float,
             reason = HASH
             name = snap.placement.lookup(tenant)
             if name is None:
+                if steps is not None:
+                    steps.append(f"{HASH}: no active stamp with weight takes new tenants")
                 return Decision(tenant, source, None, HASH, error=ErrorKind.NO_HEALTHY_STAMP,
                                 message="no active stamp takes new tenants", retry_after=snap.retry_after,
                                 considered=tuple(steps or ()))
         else:
+            if steps is not None:
+                steps.append("not pinned, and routing.unpinned = \"reject\"")
             return Decision(tenant, source, None, None, error=ErrorKind.UNKNOWN_TENANT,
                             message=f"tenant {tenant!r} is not pinned to any stamp",
                             considered=tuple(steps or ()))

@@ -257,3 +257,11 @@ def test_decide_is_pure():
     facts = Facts(tenant_header="acme")
     assert decide(facts, SNAP, ALL_HEALTHY, NOW) == decide(facts, SNAP, ALL_HEALTHY, NOW + 3600)
     assert facts == Facts(tenant_header="acme")
+
+
+def test_explain_names_the_step_that_refused():
+    read_only = decide(Facts(method="POST", tenant_header="initech"), SNAP, ALL_HEALTHY, NOW, explain=True)
+    assert read_only.considered[-1] == "pinned: stamp 'eu-2', read-only: POST refused"
+    snap = snapshot(routing=routing('unpinned = "reject"'))
+    unknown = decide(Facts(tenant_header="newco"), snap, ALL_HEALTHY, NOW, explain=True)
+    assert unknown.considered[-1] == 'not pinned, and routing.unpinned = "reject"'
