@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.tsigkeyring
 import dns.update
+from aiohttp import web
 
 from router.dns.providers import make_provider
 from router.dns.providers.base import Provider, diff_sets
@@ -86,3 +88,17 @@ class MemoryProvider(Provider):
                     del self.held[old.ident]
                 if new is not None:
                     self.held[new.ident] = new
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application):
+    """Run an aiohttp app on 127.0.0.1 and a free port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
