@@ -1,9 +1,11 @@
 """Loading: TOML and JSON alike, files and their tenants_file, digests and versions."""
 
+import dataclasses
 import json
 import pathlib
 import tomllib
 
+import pydantic
 import pytest
 
 from router.config import ConfigError, load_bytes, load_config
@@ -100,12 +102,14 @@ def test_missing_file_is_a_config_error(tmp_path):
     assert "cannot read" in info.value.errors[0][1]
 
 
-def test_valid_config_is_immutable():
+def test_valid_config_is_frozen():
+    # pins and modes are plain dicts for lookup speed; nothing may rebind them or change
+    # the parsed config in place.
     valid = load_toml(FULL)
-    with pytest.raises(TypeError):
-        valid.pins["new"] = "eu-1"
-    with pytest.raises(Exception):
-        valid.config.routing.unpinned = "hash"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        valid.pins = {}
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        valid.config.routing.unpinned = "reject"
 
 
 def test_bulk_and_per_pin_validation_agree(tmp_path):
