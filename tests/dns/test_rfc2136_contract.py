@@ -6,6 +6,8 @@ by asking the server over DNS, not through the provider under test.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from router.dns.errors import ConflictError, ProviderError
@@ -160,7 +162,7 @@ def test_unknown_tsig_key_name_is_a_clear_error(rfc2136_server, uniq, tmp_path):
                       _records(uniq)[:1], owner_id=f"own-{uniq}")
     result = sync_once(updater(cfg, FakeRegistry(EU)))
     assert result.result == "provider_error"
-    assert "TSIG key nobody" in result.message
+    assert "the server does not know TSIG key nobody (BADKEY)" in result.message
 
 
 def test_dead_server_and_missing_key_file_are_clear_errors(tmp_path, bind):
@@ -170,6 +172,14 @@ def test_dead_server_and_missing_key_file_are_clear_errors(tmp_path, bind):
     result = sync_once(updater(dead, FakeRegistry(EU)))
     assert result.result == "provider_error"
     assert "connection refused: is the server running on that port?" in result.message
+
+    with socket.socket() as silent:      # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        mute = make_config({"kind": "rfc2136", "server": f"127.0.0.1:{silent.getsockname()[1]}", "zone": ZONE,
+                            "tsig_key_file": bind.key_file, "timeout": "0.3s"}, [{"name": "api", "type": "A"}])
+        result = sync_once(updater(mute, FakeRegistry(EU)))
+    assert result.result == "provider_error" and "(reading example.test.): no answer within 0.3s" in result.message
 
     missing = make_config(dict(rfc2136_provider(bind), tsig_key_file=str(tmp_path / "nope.key")),
                           [{"name": "api", "type": "A"}])
