@@ -125,11 +125,18 @@ class Upstream(Section):
     idle_timeout: Duration = Field(30.0, description="An idle pooled connection is closed after this.")
 
 
+def _check_probe_path(value: str) -> str:
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise ValueError("a probe path starts with / and holds no spaces")
+    return value
+
+
 class HealthCheck(Section):
     enabled: bool = Field(True, description="Active probes for this stamp's backends.")
-    path: str = Field("/healthz", description="Probe path; 2xx and 3xx count as healthy.")
-    interval: Duration = Field(2.0, description="Time between probes (with up to 10 % jitter).")
-    timeout: Duration = Field(1.0, description="Probe timeout.")
+    path: Annotated[str, AfterValidator(_check_probe_path)] = Field("/healthz", description="Probe path; 2xx and 3xx count as healthy.")
+    # Zero would probe in a tight loop.
+    interval: Duration = Field(2.0, gt=0, description="Time between probes (with up to 10 % jitter).")
+    timeout: Duration = Field(1.0, gt=0, description="Probe timeout.")
     rise: int = Field(2, ge=1, description="Successes in a row that make a backend healthy.")
     fall: int = Field(3, ge=1, description="Failures in a row that make a backend unhealthy.")
 
