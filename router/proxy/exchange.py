@@ -390,8 +390,10 @@ class Exchange:
         if not self.resp_started:
             # Everything sent so far is still held: the request can go out again.
             replayable = self.replay is not None
-            if stale_reuse and replayable:
-                # A pooled connection the backend had closed: it never saw the request.
+            if stale_reuse and replayable and self.method_b in IDEMPOTENT:
+                # Most likely a pooled connection the backend had closed before the request
+                # reached it; but it may also have read it and died, so only a request that
+                # is safe to repeat goes again.
                 self._resend_from_replay()
                 self.dispatch(force_new=True)
                 return
