@@ -206,3 +206,35 @@ def test_dry_run_prints_the_plan_and_changes_nothing(rfc2136_server, uniq):
     assert f"+ create api-{uniq}.example.test. A" in printed
     assert f"+ api-{uniq}.example.test. 30 A 203.0.113.10" in printed
     assert answers(rfc2136_server, f"api-{uniq}", "A") == set()
+
+
+def test_key_file_problems_are_clear_and_never_show_the_secret(tmp_path):
+    secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I="
+    two = tmp_path / "two.key"
+    two.write_text("".join(f'key "k{i}" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n' for i in (1, 2)))
+    broken = tmp_path / "broken.key"
+    broken.write_text(f'key "k" {{ algorithm hmac-sha256; secret {secret}\n')
+
+    def error_for(path, **extra):
+        cfg = make_config({"kind": "rfc2136", "server": "127.0.0.1:1", "zone": ZONE, "tsig_key_file": str(path),
+                           **extra}, [{"name": "api", "type": "A"}])
+        with pytest.raises(ProviderError) as info:
+            run(make_provider(cfg).read())
+        assert secret not in str(info.value)
+        return str(info.value)
+
+    assert error_for(two) == f"{two} holds 2 keys; set tsig_key_name"
+    assert error_for(two, tsig_key_name="k3") == f"{two} has no key named k3"
+    assert error_for(broken).startswith(f"{broken} is not a tsig-keygen key file")
+
+
+def test_every_key_of_a_key_file_is_read(tmp_path, bind, uniq):
+    # A BIND key file may hold several keys; the right one is picked by name.
+    mixed = tmp_path / "mixed.key"
+    mixed.write_text('# keys for the updater\nkey "other" {\n\talgorithm hmac-sha256;\n'
+                     '\tsecret "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";\n};\n'
+                     + open(bind.key_file).read())
+    cfg = make_config(dict(rfc2136_provider(bind), tsig_key_file=str(mixed), tsig_key_name="updater-key"),
+                      [{"name": f"multi-{uniq}", "type": "A", "region": "eu"}], owner_id=f"own-{uniq}")
+    assert sync_once(updater(cfg, FakeRegistry(EU))).result == "ok"
+    assert answers(bind, f"multi-{uniq}", "A") == {"203.0.113.10", "203.0.113.20"}

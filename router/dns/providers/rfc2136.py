@@ -14,6 +14,7 @@ and SRV records carry the weights.
 from __future__ import annotations
 
 import asyncio
+import re
 
 import dns.asyncquery
 import dns.exception
@@ -58,6 +59,31 @@ _FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (EOFError, "the server closed the connection ({type}); a wrong TSIG key is the usual cause"),
 )
 
+_KEY_BLOCK = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.S)
+_STATEMENT = re.compile(r'(algorithm|secret)\s+"?([^";\s]+)"?\s*;')
+_COMMENT = re.compile(r"(#|//)[^\n]*")
+
+
+def parse_key_file(text: str, path: str) -> dict:
+    """The keys of a tsig-keygen (BIND key statement) file, every one of them.
+
+    dnspython's own reader takes only the first key of a file. Messages never quote the
+    file, which holds the secrets.
+    """
+    keys = {}
+    for name, body in _KEY_BLOCK.findall(_COMMENT.sub("", text)):
+        fields = dict(_STATEMENT.findall(body))
+        if set(fields) != {"algorithm", "secret"}:
+            raise ProviderError(f"{path}: key {name} needs one algorithm and one secret statement")
+        keys[name] = (fields["algorithm"], fields["secret"])
+    if not keys:
+        raise ProviderError(f'{path} is not a tsig-keygen key file (expected key "name" '
+                            f'{{ algorithm ...; secret "..."; }};)')
+    try:
+        return dns.tsigkeyring.from_text(keys)
+    except Exception:  # noqa: BLE001 - bad base64 or an unknown algorithm, by several types
+        raise ProviderError(f"{path}: a secret is not base64, or an algorithm is unknown") from None
+
 
 class Rfc2136Provider(Provider):
     kind = "rfc2136"
@@ -76,13 +102,11 @@ class Rfc2136Provider(Provider):
         if self._keyring is None:
             path = self.cfg.tsig_key_file
             try:
-                keyring = dns.tsigkeyring.from_file(path)
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
             except OSError as exc:
                 raise ProviderError(f"cannot read TSIG key file {path}: {exc.strerror}") from None
-            except Exception as exc:  # dnspython raises several kinds for a malformed file
-                raise ProviderError(f"{path} is not a tsig-keygen key file: {type(exc).__name__}") from None
-            if not keyring:
-                raise ProviderError(f"{path} holds no TSIG key")
+            keyring = parse_key_file(text, path)
             wanted = self.cfg.tsig_key_name
             if wanted is not None:
                 name = dns.name.from_text(wanted)
