@@ -1,19 +1,17 @@
 """Prometheus metrics of the DNS updater, served on an admin port or written to a textfile.
 
-Names start `stamp_dns_`; a pass result is one of RESULTS. The textfile is written to a
-temporary file and renamed, so node_exporter never reads half of it.
+Names start `stamp_dns_`; a pass result is one of RESULTS. The textfile is replaced whole,
+so node_exporter never reads half of it.
 """
 
 from __future__ import annotations
-
-import os
-import tempfile
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from router.config.addresses import parse_hostport
+from router.dns.files import write_atomic
 
 RESULTS = ("ok", "dry_run", "refused", "invalid", "registry_error", "provider_error",
            "conflict", "verify_error", "error")
@@ -71,16 +69,7 @@ class DnsMetrics:
         return generate_latest(self.registry)
 
     def write_textfile(self, path: str) -> None:
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".stamp_dns.", suffix=".prom.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self.render())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(path, self.render())
 
 
 async def start_server(listen: str, metrics: DnsMetrics) -> web.AppRunner:

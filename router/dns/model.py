@@ -24,7 +24,7 @@ HERITAGE = "heritage=stamp-router"
 UNREADABLE_OWNER = "(unreadable)"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Record:
     """One answer set as a server holds it; values sorted and unique."""
 
@@ -39,6 +39,14 @@ class Record:
     def ident(self) -> tuple[str, str, str | None]:
         """What a server addresses one set by: a write replaces or removes this."""
         return (self.name, self.type, self.set_id)
+
+    def __lt__(self, other: "Record") -> bool:
+        # Sorted tuples of records are compared as plans; a plain set and a weighted one
+        # may differ only where one has None.
+        return self._order() < other._order()
+
+    def _order(self) -> tuple:
+        return (self.name, self.type, self.set_id or "", self.weight or 0, self.ttl, self.values)
 
     def lines(self) -> list[str]:
         tag = f"  [set {self.set_id} weight {self.weight}]" if self.set_id is not None else ""

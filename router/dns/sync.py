@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable, TextIO
@@ -25,8 +23,9 @@ import orjson
 from router.dns import hysteresis
 from router.dns.desired import desired_sets
 from router.dns.errors import ConflictError, DnsError, PlanInvalid, PlanRefused
-from router.dns.plan import Change, Limits, Plan, build_plan
+from router.dns.files import write_atomic
 from router.dns.model import Registry
+from router.dns.plan import Change, Limits, Plan, build_plan
 
 log = logging.getLogger("stamp_router.dns")
 
@@ -81,12 +80,8 @@ class Updater:
         path = self.cfg.sync.state_file
         if not path:
             return
-        data = orjson.dumps(hysteresis.to_json(self.memory), option=orjson.OPT_INDENT_2)
         try:
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".stamp-dns-state.")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
+            write_atomic(path, orjson.dumps(hysteresis.to_json(self.memory), option=orjson.OPT_INDENT_2), 0o600)
         except OSError as exc:
             log.warning("cannot write state file %s: %s", path, exc)
 
