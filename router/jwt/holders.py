@@ -95,8 +95,11 @@ class KeyHolder:
 
     async def _run(self) -> None:
         while True:
+            # Not asyncio.wait_for: on 3.11 it swallows a cancel that arrives as the wake-up
+            # completes, and the refresher would outlive close().
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.next_delay)
+                async with asyncio.timeout(self.next_delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

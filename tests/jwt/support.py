@@ -109,14 +109,17 @@ anonymous = "reject"
 
 def jwt_config(jwt_toml: str = "", routing: str = JWT_ROUTING):
     """A ValidConfig with a [jwt] section: issuer, audience and a jwks_file unless overridden."""
-    text = (routing + "\n[jwt]\n"
+    return load_bytes(jwt_config_text(jwt_toml, routing).encode(), fmt="toml", source="test")
+
+
+def jwt_config_text(jwt_toml: str = "", routing: str = JWT_ROUTING) -> str:
+    return (routing + "\n[jwt]\n"
             + ("" if "jwks_url" in jwt_toml or "secret_file" in jwt_toml or "jwks_file" in jwt_toml
                else 'jwks_file = "unused.json"\n')
             + ("" if "issuer" in jwt_toml else f'issuer = "{ISSUER}"\n')
             + ("" if "audience" in jwt_toml else f'audience = "{AUDIENCE}"\n')
             + ("" if "algorithms" in jwt_toml else 'algorithms = ["RS256", "ES256", "EdDSA"]\n')
             + jwt_toml + "\n" + STAMPS)
-    return load_bytes(text.encode(), fmt="toml", source="test")
 
 
 def jwt_snapshot(jwt_toml: str = "", routing: str = JWT_ROUTING, keys: KeyRef | None = None,

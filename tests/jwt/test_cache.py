@@ -79,33 +79,31 @@ def test_after_exp_the_full_check_decides_leeway_included():
         src.resolve(bearer(tok), NOW + 41)
 
 
-def test_a_key_that_leaves_the_jwks_stops_validating_tokens_cached_under_it():
+def _cached_then_rotated(*new_jwks):
+    """A token verified and cached under k1, then a new key set in place; (source, token, cache)."""
     cache = TokenCache(10)
     _, src = jwt_snapshot(cache=cache)
     tok = token()
     assert src.resolve(bearer(tok), NOW) == "acme"
-    src.keys.current = keyset_from_jwks(jwks(public_jwk(rsa_key("k2"), "k2")), "rotated")
+    src.keys.current = keyset_from_jwks(jwks(*new_jwks), "rotated")
+    return src, tok, cache
+
+
+def test_a_key_that_leaves_the_jwks_stops_validating_tokens_cached_under_it():
+    src, tok, cache = _cached_then_rotated(public_jwk(rsa_key("k2"), "k2"))
     with pytest.raises(TenantRejected, match="unknown key id 'k1'"):
         src.resolve(bearer(tok), NOW)
     assert cache.hits == 0
 
 
 def test_a_kid_reused_for_other_key_material_does_not_keep_old_tokens_valid():
-    cache = TokenCache(10)
-    _, src = jwt_snapshot(cache=cache)
-    tok = token()
-    assert src.resolve(bearer(tok), NOW) == "acme"
-    src.keys.current = keyset_from_jwks(jwks(public_jwk(rsa_key("other"), "k1")), "kid reused")
+    src, tok, _ = _cached_then_rotated(public_jwk(rsa_key("other"), "k1"))
     with pytest.raises(TenantRejected, match="signature does not verify"):
         src.resolve(bearer(tok), NOW)
 
 
 def test_other_keys_rotating_leave_cached_tokens_alone():
-    cache = TokenCache(10)
-    _, src = jwt_snapshot(cache=cache)
-    tok = token()
-    src.resolve(bearer(tok), NOW)
-    src.keys.current = keyset_from_jwks(jwks(public_jwk(rsa_key("k1"), "k1"), public_jwk(rsa_key("k2"), "k2")), "added")
+    src, tok, cache = _cached_then_rotated(public_jwk(rsa_key("k1"), "k1"), public_jwk(rsa_key("k2"), "k2"))
     assert src.resolve(bearer(tok), NOW) == "acme"
     assert cache.hits == 1
 
