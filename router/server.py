@@ -1,7 +1,9 @@
-"""`stamp-router serve`: wires the core, the proxy, health, JWT keys and the admin API.
+"""`stamp-router serve`: wires the core, the proxy, health, JWT keys, the admin API and
+the control plane (config sources, reloads, last known good).
 
 The `Router` object owns every long-lived part of one router process. It holds no
-routing state of its own: that is `state.current`, swapped by `apply()`.
+routing state of its own: that is `state.current`, swapped by `apply()`, which only
+router.control's Reloader calls once the router runs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from router.admin.app import build_app
-from router.config import ConfigError, ValidConfig, load_config
+from router.config import ConfigError, ValidConfig
 from router.config.addresses import parse_hostport
 from router.core.snapshot import Snapshot, build_snapshot
 from router.health import HealthRegistry
@@ -32,6 +34,7 @@ log = logging.getLogger("stamp_router")
 class Router:
     def __init__(self, valid: ValidConfig, *, config_path: str | None = None) -> None:
         self.config_path = config_path
+        self.control = None           # router.control.ControlPlane, set by serve()
         self.registry = CollectorRegistry()
         self.health = HealthRegistry(self.registry)
         self.jwt = self._jwt_runtime()
@@ -69,12 +72,20 @@ class Router:
 
     def config_info(self) -> dict:
         snap = self.state.snapshot
-        return {"version": snap.version, "digest": snap.digest, "source": snap.valid.source,
+        info = {"version": snap.version, "digest": snap.digest, "source": snap.valid.source,
                 "loaded_at": snap.loaded_at, "stamps": len(snap.stamps), "pins": len(snap.pins)}
+        if self.control is not None:
+            status = self.control.status()
+            info.update(lkg=status["lkg"], local_edits=status["local_edits"], last_reload=status.get("last_reload"))
+        return info
 
     def readiness(self) -> dict:
+        # Serving the last known good is ready (static stability); `lkg` says it is a fallback.
+        config = {"ok": self.state is not None}
+        if self.control is not None and self.state is not None:
+            config.update(self.control.status())
         checks = {
-            "config": {"ok": self.state is not None},
+            "config": config,
             "health": {"ok": bool(self.health.first_round_done)},
             "jwt_keys": {"ok": self.jwt is None or self.jwt.ready},
         }
@@ -84,7 +95,7 @@ class Router:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        valid = self.initial
+        valid, self.initial = self.initial, None    # a reload must be able to free it
         snap = await self.build(valid)
         self.state = RouterState(snap, self.health)
         cfg = valid.config
@@ -93,15 +104,21 @@ class Router:
         host, port = parse_hostport(cfg.listen.http)
         await self.proxy.start(host, port, cfg.listen.backlog)
         self.admin_app = build_app(self)
+        if self.control is not None:
+            self.control.install(self.admin_app)
         self._admin_runner = web.AppRunner(self.admin_app, access_log=None, handle_signals=False)
         await self._admin_runner.setup()
         ahost, aport = parse_hostport(cfg.admin.listen)
         await web.TCPSite(self._admin_runner, ahost, aport, reuse_address=True).start()
         await self.health.start()
+        if self.control is not None:
+            await self.control.start()
         log.info("serving on %s, admin on %s, config %s", cfg.listen.http, cfg.admin.listen, snap.version)
 
     async def stop(self) -> None:
         cfg = self.state.snapshot.config
+        if self.control is not None:
+            await self.control.close()
         await self.proxy.drain(cfg.timeouts.drain)
         await self.health.close()
         if self.jwt is not None:
@@ -110,10 +127,14 @@ class Router:
             await self._admin_runner.cleanup()
 
     async def run(self) -> int:
-        await self.start()
         loop = asyncio.get_running_loop()
+        # Handlers go in before start(): /readyz may answer (and an orchestrator send
+        # SIGTERM) as soon as the admin listener is up.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        if self.control is not None:      # SIGHUP's default action would end the process
+            loop.add_signal_handler(signal.SIGHUP, self.control.on_sighup)
+        await self.start()
         print(f"stamp-router: ready, proxy {self.state.snapshot.config.listen.http}, "
               f"admin {self.state.snapshot.config.admin.listen}", file=sys.stderr, flush=True)
         await self.stopping.wait()
@@ -122,24 +143,33 @@ class Router:
         return 0
 
 
+def _print_errors(errors) -> None:
+    for path, message in errors:
+        print(f"{path or '(document)'}: {message}", file=sys.stderr)
+
+
 def serve(config_path: str) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        valid = load_config(config_path)
-    except ConfigError as exc:
-        for path, message in exc.errors:
-            print(f"{path or '(document)'}: {message}", file=sys.stderr)
-        return 1
+    from router.control import ControlPlane, choose_start
     uvloop.install()
 
     async def main() -> int:
-        router = Router(valid, config_path=config_path)
+        # The start config may come from the control plane or the last known good
+        # (router.control.startup); exit 1 only when there is nothing valid to serve.
+        try:
+            start = await choose_start(config_path)
+        except ConfigError as exc:
+            _print_errors(exc.errors)
+            return 1
+        for warning in start.warnings:
+            log.warning("%s", warning)
+        router = Router(start.valid, config_path=config_path)
+        router.control = ControlPlane(router, start)
         try:
             return await router.run()
         except ConfigError as exc:
-            for path, message in exc.errors:
-                print(f"{path or '(document)'}: {message}", file=sys.stderr)
+            _print_errors(exc.errors)
             return 1
         except OSError as exc:
             print(f"stamp-router: cannot start: {exc}", file=sys.stderr)

@@ -14,7 +14,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, get_args
+from typing import Any, Callable, Iterable, Mapping, get_args
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -114,9 +114,25 @@ def format_of(path: str, content_type: str | None = None) -> str:
     return "json" if path.lower().endswith(".json") else "toml"
 
 
+def read_tenants_whole(path: str) -> tuple[bytes, Iterable[Any]]:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return data, (orjson.loads(data),)
+
+
+# A table checked in slices caps each slice's errors on its own; past this many errors
+# in all, the rest of the table is not checked.
+MAX_TENANTS_FILE_ERRORS = 200
+
+
 def validate_document(doc: dict, *, source: str, base_dir: str = ".",
-                      digest_parts: tuple[bytes, ...] = ()) -> ValidConfig:
-    """Validate a parsed document in full; raise ConfigError listing every error."""
+                      digest_parts: tuple[bytes, ...] = (),
+                      read_tenants: Callable[[str], tuple[bytes, Iterable[Any]]] = read_tenants_whole) -> ValidConfig:
+    """Validate a parsed document in full; raise ConfigError listing every error.
+
+    `read_tenants(path)` returns the tenants_file's bytes and its table, whole or as a
+    sequence of slices (router.control.bulk, for reloads off the event loop thread).
+    """
     errors: list[tuple[str, str]] = []
     body = {k: v for k, v in doc.items() if k != "tenants"}
     config = None
@@ -139,15 +155,17 @@ def validate_document(doc: dict, *, source: str, base_dir: str = ".",
     if isinstance(tenants_file, str):
         path = os.path.join(base_dir, tenants_file)
         try:
-            with open(path, "rb") as fh:
-                tenants_bytes = fh.read()
-            table = orjson.loads(tenants_bytes)
+            tenants_bytes, tables = read_tenants(path)
+            first = len(errors)
+            for table in tables:
+                if len(errors) - first > MAX_TENANTS_FILE_ERRORS:
+                    errors.append(("tenants_file", "too many errors; the rest of the file was not checked"))
+                    break
+                check_pins(table, "tenants_file", stamp_names, pins, modes, errors, origin={"path": "[tenants]"})
         except OSError as exc:
             errors.append(("tenants_file", f"cannot read {path}: {exc.strerror}"))
         except orjson.JSONDecodeError as exc:
             errors.append(("tenants_file", f"{path} is not valid JSON: {exc}"))
-        else:
-            check_pins(table, "tenants_file", stamp_names, pins, modes, errors, origin={"path": "[tenants]"})
     if errors or config is None:
         raise ConfigError(errors)
 
@@ -158,7 +176,8 @@ def validate_document(doc: dict, *, source: str, base_dir: str = ".",
     h.update(tenants_bytes)
     if not digest_parts and "tenants" in doc:
         h.update(orjson.dumps(doc["tenants"], option=orjson.OPT_SORT_KEYS))
-    return ValidConfig(config=config, pins=MappingProxyType(pins), modes=MappingProxyType(modes),
+    # pins and modes stay plain dicts (never mutated once built): the request path reads them.
+    return ValidConfig(config=config, pins=pins, modes=modes,
                        digest=h.hexdigest(), source=source, document=MappingProxyType(doc))
 
 

@@ -196,11 +196,11 @@ PinEntry = Annotated[Pin, BeforeValidator(_pin_from_str), WithJsonSchema({
 
 class Control(Section):
     url: str | None = Field(None, description="Control-plane URL polled for the config (JSON or TOML).")
-    interval: Duration = Field(10.0, description="Poll interval.")
+    interval: Duration = Field(10.0, gt=0, description="Poll interval.")
     max_backoff: Duration = Field(300.0, description="Cap on the retry delay after failed polls.")
     token_file: str | None = Field(None, description="Bearer token sent to the control plane.")
     watch_file: bool = Field(True, description="Reload the config file when it changes (and on SIGHUP).")
-    watch_interval: Duration = Field(1.0, description="How often the config file is checked for changes.")
+    watch_interval: Duration = Field(1.0, gt=0, description="How often the config file is checked for changes.")
     state_dir: str = Field("state", description="Where the last known good config is kept.")
     max_drop_fraction: float = Field(0.5, ge=0, le=1, description="Refuse a candidate that drops more than this share of pins or stamps unless forced.")
 

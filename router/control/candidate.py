@@ -1,0 +1,142 @@
+"""Candidates: a config from some source, parsed and validated in full before it is used.
+
+The local config file plays two roles. Its `[listen]`, `[admin]` and `[control]` sections
+(the bootstrap) say how this process listens, who may write to it and where its config
+comes from; they always come from the local file. The routing part (stamps, routing,
+tenants, ...) comes from the file, or from the control-plane URL when `control.url` is
+set, or from an admin push. A candidate from the URL or a push has its bootstrap sections
+replaced by the local file's, so a remote document cannot move the admin port or point
+the router at another control plane.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from router.config import ConfigError, ValidConfig, format_of, parse_document, validate_document
+from router.config.load import loc_to_path
+from router.config.schema import Admin, Control, Listen
+from router.control.bulk import iter_object_slices
+from router.core.snapshot import build_snapshot
+
+PROCESS_SECTIONS = ("listen", "admin", "control")
+
+
+class _Process(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    listen: Listen = Field(default_factory=Listen)
+    admin: Admin = Field(default_factory=Admin)
+    control: Control = Field(default_factory=Control)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """The local config file, parsed, with its bootstrap sections validated."""
+
+    path: str                     # absolute
+    data: bytes
+    document: dict[str, Any]
+    listen: Listen
+    admin: Admin
+    control: Control
+
+    @property
+    def base_dir(self) -> str:
+        return os.path.dirname(self.path)
+
+    def resolve(self, path: str) -> str:
+        """A path named in the config, relative to the config file's directory."""
+        return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(path)))
+
+    @property
+    def sections(self) -> dict[str, Any]:
+        return {k: self.document[k] for k in PROCESS_SECTIONS if k in self.document}
+
+    @property
+    def has_routing(self) -> bool:
+        return "stamps" in self.document
+
+
+def read_bootstrap(path: str) -> Bootstrap:
+    """Read and parse the local file, check its bootstrap sections; ConfigError if not."""
+    path = os.path.abspath(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read {path}: {exc.strerror}")]) from None
+    return bootstrap_from(path, data)
+
+
+def bootstrap_from(path: str, data: bytes) -> Bootstrap:
+    doc = parse_document(data, format_of(path))
+    try:
+        process = _Process.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError([(loc_to_path(e["loc"]), e["msg"].removeprefix("Value error, "))
+                           for e in exc.errors(include_url=False)]) from None
+    return Bootstrap(path=path, data=data, document=doc, listen=process.listen,
+                     admin=process.admin, control=process.control)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    kind: str             # file | url | admin | lkg: the metrics' source label
+    source: str           # where it came from: a path, a URL, "admin"
+    data: bytes
+    fmt: str              # json | toml
+    force: bool = False   # pass the drop guard
+
+
+def sniff_format(data: bytes, content_type: str | None) -> str:
+    """JSON or TOML by Content-Type; without a known one, a document opening with { is JSON."""
+    guess = "body.json" if data.lstrip()[:1] == b"{" else "body.toml"
+    return format_of(guess, content_type)
+
+
+def read_tenants_sliced(path: str) -> tuple[bytes, Iterable[Any]]:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return data, iter_object_slices(data)
+
+
+def prepare(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool,
+            read_tenants: Callable[[str], tuple[bytes, Iterable[Any]]] = read_tenants_sliced,
+            ) -> tuple[ValidConfig, list[str]]:
+    """Parse and validate a candidate in full; blocks (run it in a worker thread).
+
+    Returns the config and the bootstrap sections of the candidate that were replaced by
+    the local file's (reported, so that nobody wonders why a pushed [admin] had no
+    effect). Raises ConfigError with every error.
+    """
+    doc = parse_document(cand.data, cand.fmt)
+    ignored = []
+    if overlay:
+        for key in PROCESS_SECTIONS:
+            if key in doc and doc[key] != bootstrap.document.get(key):
+                ignored.append(key)
+            doc.pop(key, None)
+            if key in bootstrap.document:
+                doc[key] = bootstrap.document[key]
+    valid = validate_document(doc, source=cand.source, base_dir=bootstrap.base_dir,
+                              digest_parts=(cand.data,), read_tenants=read_tenants)
+    dry_build(valid)
+    return valid, ignored
+
+
+def dry_build(valid: ValidConfig) -> None:
+    """Build the snapshot once off the loop thread, and throw it away.
+
+    It finds what only a build can (a source not available in this process), and it
+    fills build_placement's cache, so the build on the loop thread at swap time does not
+    recompute a placement table for a changed stamp set. The jwt source needs keys that
+    only the loop thread may load; a stand-in leaves it out here.
+    """
+    try:
+        build_snapshot(valid, loaded_at=0.0, extra_sources={"jwt": lambda v: None})
+    except ValueError as exc:
+        raise ConfigError([("routing.sources", str(exc))]) from None

@@ -1,0 +1,173 @@
+"""The last known good config, persisted under control.state_dir.
+
+Two files:
+
+- `lkg.json`: the whole accepted config: `{"meta": ..., "document": ..., "pins": ...,
+  "modes": ...}`. The document is the accepted document without its tables; the merged
+  pins are stored beside it, so a restart needs neither the tenants_file nor the control
+  plane. Written to a temporary file, fsynced, renamed over the old one, and the
+  directory fsynced: a crash leaves the old file or the new one, never half of one.
+- `lkg-<digest>.journal`: the pin pushes (PUT/DELETE /tenants) accepted since that
+  `lkg.json` was written, one JSON line each, fsynced per line. A push must not rewrite a
+  million-pin file. The journal is named for the digest of the `lkg.json` it extends, so
+  a journal left over from an older base is never replayed onto a newer one; a torn last
+  line (a crash mid-append) is ignored.
+
+Everything here blocks; the reloader calls it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import orjson
+
+from router.control.bulk import iter_slices
+
+FORMAT = 1
+LKG_NAME = "lkg.json"
+# Pushes kept in a journal before the next push rewrites lkg.json with all of them.
+JOURNAL_COMPACT = 1000
+
+
+@dataclass
+class LkgRecord:
+    meta: dict[str, Any]
+    document: dict[str, Any]
+    pins: dict[str, str]
+    modes: dict[str, str]
+    ops: list[dict[str, Any]] = field(default_factory=list)
+
+
+def lkg_meta(valid: Any, origin_digest: str | None, origin_version: str | None, edits: int) -> dict[str, Any]:
+    """What lkg.json records beside the config: enough to rebuild the same digest and
+    version label, and to tell whether a source still serves what it was taken from."""
+    return {"digest": valid.digest, "source": valid.source, "origin_digest": origin_digest,
+            "origin_version": origin_version, "edits": edits}
+
+
+class LkgStore:
+    def __init__(self, state_dir: str) -> None:
+        self.dir = state_dir
+        self.path = os.path.join(state_dir, LKG_NAME)
+        self.journal_lines = 0
+        self._journal: str | None = None
+
+    @property
+    def has_base(self) -> bool:
+        """Whether an lkg.json was written or read, so pushes can be journaled onto it."""
+        return self._journal is not None
+
+    def journal_path(self, digest: str) -> str:
+        return os.path.join(self.dir, f"lkg-{digest[:16]}.journal")
+
+    # -- writing -------------------------------------------------------------------------
+    def save(self, meta: Mapping[str, Any], document: Mapping[str, Any],
+             pins: Mapping[str, str], modes: Mapping[str, str]) -> None:
+        """Write the whole config atomically and start an empty journal for it."""
+        os.makedirs(self.dir, exist_ok=True)
+        meta = {**meta, "format": FORMAT, "saved_at": time.time()}
+        body = {k: v for k, v in document.items() if k not in ("tenants", "tenants_file")}
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(b'{"meta":' + orjson.dumps(meta) + b',"document":' + orjson.dumps(body) + b',"pins":{')
+                _write_table(fh, pins)
+                fh.write(b'},"modes":' + orjson.dumps(dict(modes)) + b"}\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        _fsync_dir(self.dir)
+        journal = self.journal_path(meta["digest"])
+        _unlink(journal)          # a journal of an identical earlier base is already folded in
+        self._journal, self.journal_lines = journal, 0
+        self._remove_stale_journals(keep=journal)
+
+    def append(self, op: Mapping[str, Any]) -> None:
+        """Add one pin push to the journal of the current lkg.json, durably."""
+        if self._journal is None:
+            raise RuntimeError("no lkg.json to extend: save() first")
+        line = orjson.dumps(op) + b"\n"
+        fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.journal_lines += 1
+
+    def _remove_stale_journals(self, keep: str) -> None:
+        for name in os.listdir(self.dir):
+            path = os.path.join(self.dir, name)
+            if name.startswith("lkg-") and name.endswith(".journal") and path != keep:
+                _unlink(path)
+
+    # -- reading -------------------------------------------------------------------------
+    def load(self) -> LkgRecord | None:
+        """The stored config and its journal; None when there is none.
+
+        Raises ValueError when lkg.json exists but cannot be used.
+        """
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return None
+        try:
+            raw = orjson.loads(data)
+            meta, document, pins, modes = raw["meta"], raw["document"], raw["pins"], raw["modes"]
+            if meta.get("format") != FORMAT or not isinstance(meta.get("digest"), str):
+                raise ValueError(f"unknown lkg format {meta.get('format')!r}")
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{self.path} is damaged: {exc}") from None
+        journal = self.journal_path(meta["digest"])
+        ops = _read_journal(journal)
+        self._journal, self.journal_lines = journal, len(ops)
+        return LkgRecord(meta=meta, document=document, pins=pins, modes=modes, ops=ops)
+
+
+def _write_table(fh, table: Mapping[str, Any]) -> None:
+    """Write the members of a large table (no braces) in slices, each a short C call."""
+    first = True
+    for chunk in iter_slices(table):
+        fh.write((b"" if first else b",") + orjson.dumps(chunk)[1:-1])
+        first = False
+
+
+def _read_journal(path: str) -> list[dict[str, Any]]:
+    try:
+        with open(path, "rb") as fh:
+            lines = fh.read().split(b"\n")
+    except FileNotFoundError:
+        return []
+    ops = []
+    for line in lines:
+        if not line:
+            continue
+        try:
+            op = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            break                 # a torn last line: the push it held was never acknowledged
+        ops.append(op)
+    return ops
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

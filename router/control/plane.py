@@ -1,0 +1,207 @@
+"""The control side of one router process: its sources, the reloader, the last known good.
+
+Sources, any of them together, all through Reloader:
+- the config file, watched (and re-read on SIGHUP). Without control.url it is the whole
+  config; with one it supplies only the bootstrap sections ([listen], [admin], [control]).
+- the control-plane URL, polled with If-None-Match, backing off while it fails.
+- admin pushes: PUT /config, PUT/DELETE /tenants/{id} (router.control.admin_routes).
+
+The last source to answer with a new config wins. A source repeating what it said before
+changes nothing, so pushes stay until the file or the control plane changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Coroutine
+
+from aiohttp import web
+
+from router.config import ConfigError, format_of
+from router.control import admin_routes
+from router.control.candidate import Bootstrap, Candidate, bootstrap_from, sniff_format
+from router.control.metrics import ControlMetrics
+from router.control.reaper import Reaper
+from router.control.reloader import INVALID, UNCHANGED, Reloader, ReloadResult
+from router.control.sources import Fetched, FileWatcher, HttpPoller
+from router.control.startup import Start, read_token
+
+if TYPE_CHECKING:
+    from router.server import Router
+
+log = logging.getLogger("stamp_router.control")
+
+# Bootstrap fields a running process cannot take over: they need a restart.
+RESTART_FIELDS = (("listen", "http"), ("listen", "backlog"), ("admin", "listen"), ("control", "watch_file"),
+                  ("control", "state_dir"))
+
+
+class ControlPlane:
+    def __init__(self, router: Router, start: Start) -> None:
+        self.router = router
+        self.bootstrap: Bootstrap = start.bootstrap
+        self.metrics = ControlMetrics(router.registry)
+        self._tasks: set[asyncio.Task] = set()
+        self._started = self._sighup_pending = False
+        self.reaper = Reaper(self.spawn)
+        self.reloader = Reloader(router, start.store, self.metrics, lambda: self.bootstrap, self.reaper)
+        self.reloader.origin = start.origin
+        self.reloader.last = start.last
+        self.metrics.lkg_in_use.set(1 if start.origin.lkg else 0)
+        self.metrics.last_success.set(1 if start.last.ok else 0)
+        self._persist_at_start = start.persist
+        self._seen_at_start = start.seen
+        self._file_doc: dict[str, Any] = start.bootstrap.document
+        control = start.bootstrap.control
+        self.poller = None
+        if control.url:
+            self.poller = HttpPoller(lambda: self.bootstrap.control,
+                                     lambda: read_token(self.bootstrap, self.bootstrap.control.token_file),
+                                     self._on_document, self._count_poll)
+            self.poller.etag = start.etag
+        self.watcher = None
+        if control.watch_file:
+            self.watcher = FileWatcher(self._watched, lambda: self.bootstrap.control.watch_interval, self.reload_file)
+
+    def spawn(self, coro: Coroutine) -> asyncio.Task:
+        """Start a background task and keep a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def install(self, app: web.Application) -> None:
+        admin_routes.install(app)
+
+    async def start(self) -> None:
+        self._started = True
+        if self._sighup_pending:
+            self.on_sighup()
+        if self._persist_at_start:
+            await self.reloader.persist(self.reloader.current)
+        if self.watcher is not None:
+            self.watcher.prime(self._seen_at_start)
+            self.spawn(self.watcher.run())
+        if self.poller is not None:
+            self.spawn(self.poller.run())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.poller is not None:
+            await self.poller.close()
+
+    def on_sighup(self) -> None:
+        if not self._started:             # start() reads the file once it can apply it
+            self._sighup_pending = True
+            return
+        log.info("SIGHUP: reading %s", self.bootstrap.path)
+        self.spawn(self.reload_file())
+
+    # -- sources -----------------------------------------------------------------------
+    def _watched(self) -> list[str]:
+        paths = [self.bootstrap.path]
+        tenants_file = self._file_doc.get("tenants_file")
+        if not self.bootstrap.control.url and isinstance(tenants_file, str):
+            paths.append(self.bootstrap.resolve(tenants_file))
+        return paths
+
+    async def reload_file(self, *, force: bool = False) -> ReloadResult:
+        path = self.bootstrap.path
+        try:
+            data = await asyncio.to_thread(_read, path)
+        except OSError as exc:
+            return self.reloader.refuse(ReloadResult(INVALID, "file", errors=[("", f"cannot read {path}: {exc.strerror}")]))
+        if self.bootstrap.control.url:
+            return await self._rebase_from_file(data)
+        try:
+            self._file_doc = bootstrap_from(path, data).document
+        except ConfigError:
+            pass            # the full validation below reports it, with every other error
+        result = await self.reloader.submit(Candidate("file", path, data, format_of(path), force), overlay=False)
+        if result.ok:
+            self._adopt_bootstrap(bootstrap_from(path, data))
+        return result
+
+    async def _rebase_from_file(self, data: bytes) -> ReloadResult:
+        """With control.url set the file holds only the bootstrap: take its new sections
+        into the config being served, keeping the routing content and pins as they are."""
+        try:
+            bootstrap = bootstrap_from(self.bootstrap.path, data)
+        except ConfigError as exc:
+            return self.reloader.refuse(ReloadResult(INVALID, "file", errors=exc.errors))
+        self._file_doc = bootstrap.document
+        if bootstrap.sections == self.bootstrap.sections:
+            self.bootstrap = bootstrap
+            return ReloadResult(UNCHANGED, "file")
+        current = self.reloader.current
+        config = current.config.model_copy(update={"listen": bootstrap.listen, "admin": bootstrap.admin,
+                                                   "control": bootstrap.control})
+        valid = dataclasses.replace(current, config=config,
+                                    document=MappingProxyType({**current.document, **bootstrap.sections}))
+        result = await self.reloader.rebase(valid, "file")
+        if result.ok:
+            self._adopt_bootstrap(bootstrap)
+        return result
+
+    def _adopt_bootstrap(self, bootstrap: Bootstrap) -> None:
+        old, self.bootstrap = self.bootstrap, bootstrap
+        for section, name in RESTART_FIELDS:
+            before, after = getattr(getattr(old, section), name), getattr(getattr(bootstrap, section), name)
+            if before != after:
+                log.warning("%s.%s changed from %r to %r: it takes effect at the next restart",
+                            section, name, before, after)
+
+    async def _on_document(self, fetched: Fetched) -> ReloadResult:
+        url = self.bootstrap.control.url
+        cand = Candidate("url", url, fetched.data, sniff_format(fetched.data, fetched.content_type))
+        result = await self.reloader.submit(cand, overlay=True)
+        self._count_poll("unchanged" if result.outcome == UNCHANGED else "changed")
+        return result
+
+    def _count_poll(self, result: str) -> None:
+        self.metrics.polls.labels(result).inc()
+
+    async def reload_source(self, *, force: bool = False) -> ReloadResult:
+        """POST /config/reload: the configured source, read now."""
+        if self.poller is None:
+            return await self.reload_file(force=force)
+        fetched = await self.poller.fetch(conditional=False)
+        if fetched.status != "changed":
+            self._count_poll("error")
+            return self.reloader.refuse(ReloadResult(INVALID, "url", errors=[("control.url", fetched.error)]))
+        self.poller.etag = fetched.etag
+        url = self.bootstrap.control.url
+        cand = Candidate("url", url, fetched.data, sniff_format(fetched.data, fetched.content_type), force)
+        return await self.reloader.submit(cand, overlay=True)
+
+    async def push_config(self, data: bytes, content_type: str | None, *, force: bool) -> ReloadResult:
+        cand = Candidate("admin", "admin", data, sniff_format(data, content_type), force)
+        return await self.reloader.submit(cand, overlay=True)
+
+    # -- status ------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        valid = self.reloader.current
+        origin = self.reloader.origin
+        out: dict[str, Any] = {"source": valid.source, "version": valid.version, "lkg": origin.lkg,
+                               "local_edits": origin.edits}
+        last = self.reloader.last
+        if last is not None:
+            summary = last.as_dict()
+            if len(summary.get("errors", ())) > 10:
+                summary["errors"] = summary["errors"][:10] + [{"path": "", "message": f"... {len(last.errors) - 10} more"}]
+            out["last_reload"] = summary
+        if self.poller is not None:
+            out["control_plane"] = {"url": self.bootstrap.control.url, "etag": self.poller.etag,
+                                    "failures": self.poller.failures, "last_error": self.poller.last_error or None}
+        return out
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()

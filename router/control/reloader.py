@@ -1,0 +1,228 @@
+"""One way in for every config change: plan, check, apply (style.md point 7).
+
+`submit(candidate)` and `edit_pin(op)` are the only paths to `Router.apply`. Each one:
+
+1. validates the candidate in full, in a worker thread, so the loop keeps serving (a
+   million-pin table is parsed and checked in slices: router.control.bulk);
+2. plans the drop (router.control.guard) and refuses too much unless forced;
+3. builds the snapshot and swaps it (Router.apply): requests already decided finish on
+   the snapshot they began with; pools and health carry over for backends that stay;
+4. persists the accepted config as the last known good, and retires the old tables.
+
+A candidate that fails 1, 2 or 3 changes nothing. Changes are serialized by one lock, so
+two pushes never interleave and the journal is in the order the swaps happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from router.config import ConfigError, ValidConfig
+from router.config.schema import Control
+from router.control.candidate import Bootstrap, Candidate, prepare
+from router.control.guard import DropPlan, plan_drop
+from router.control.lkg import JOURNAL_COMPACT, LkgStore, lkg_meta
+from router.control.metrics import ControlMetrics
+from router.control.pins import apply_op, check_op, is_noop
+from router.control.reaper import Reaper
+
+if TYPE_CHECKING:
+    from router.server import Router
+
+log = logging.getLogger("stamp_router.control")
+
+# Outcomes. applied and unchanged are successes.
+APPLIED, UNCHANGED, INVALID, UNSAFE = "applied", "unchanged", "invalid", "unsafe"
+
+
+@dataclass
+class ReloadResult:
+    outcome: str
+    source: str                      # the candidate's kind: file, url, admin, pin
+    version: str | None = None
+    digest: str | None = None
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    plan: DropPlan | None = None
+    seconds: float = 0.0
+    persisted: bool | None = None    # None: nothing to persist
+    ignored: list[str] = field(default_factory=list)
+    at: float = field(default_factory=time.time)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (APPLIED, UNCHANGED)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"result": self.outcome, "source": self.source, "at": self.at,
+                               "seconds": round(self.seconds, 4)}
+        if self.version is not None:
+            out.update(version=self.version, digest=self.digest)
+        if self.errors:
+            out["errors"] = [{"path": p, "message": m} for p, m in self.errors]
+        if self.plan is not None:
+            out["plan"] = self.plan.as_dict()
+        if self.persisted is not None:
+            out["persisted"] = self.persisted
+        if self.ignored:
+            out["ignored_sections"] = self.ignored
+            out["note"] = "listen, admin and control come from the local config file"
+        return out
+
+    def summary(self) -> str:
+        if self.outcome == INVALID:
+            return f"{len(self.errors)} error(s): " + "; ".join(f"{p or '(document)'}: {m}" for p, m in self.errors[:5])
+        if self.outcome == UNSAFE and self.plan is not None:
+            return "; ".join(self.plan.reasons()) + " (push with force to apply it anyway)"
+        return f"version {self.version}"
+
+
+@dataclass
+class Origin:
+    """Where the config being served came from, and what was done to it since."""
+
+    digest: str | None = None        # digest of the source content it was taken from
+    version: str | None = None       # that content's version label
+    edits: int = 0                   # pin pushes since
+    lkg: bool = False                # served from the last known good after a failed start
+
+
+class Reloader:
+    def __init__(self, router: Router, store: LkgStore | None, metrics: ControlMetrics,
+                 bootstrap: Callable[[], Bootstrap], reaper: Reaper) -> None:
+        self.router = router
+        self.store = store
+        self.metrics = metrics
+        self._bootstrap = bootstrap
+        self.reaper = reaper
+        self.origin = Origin()
+        self.last: ReloadResult | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def current(self) -> ValidConfig:
+        return self.router.state.snapshot.valid
+
+    @property
+    def settings(self) -> Control:
+        return self._bootstrap().control
+
+    # -- full candidates ---------------------------------------------------------------
+    async def submit(self, cand: Candidate, *, overlay: bool) -> ReloadResult:
+        async with self._lock:
+            started = time.monotonic()
+            try:
+                valid, ignored = await asyncio.to_thread(prepare, cand, self._bootstrap(), overlay=overlay)
+            except ConfigError as exc:
+                return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
+            if valid.digest == self.origin.digest:
+                # The source says what it said before (or what the last known good was
+                # taken from): pushes made since stay.
+                return self._record(ReloadResult(UNCHANGED, cand.kind, version=self.current.version,
+                                                 digest=self.current.digest, ignored=ignored), started)
+            current = self.current
+            plan = await asyncio.to_thread(plan_drop, current.pins, valid.pins,
+                                           {s.name for s in current.config.stamps},
+                                           {s.name for s in valid.config.stamps}, self.settings.max_drop_fraction)
+            if plan.unsafe and not cand.force:
+                return self.refuse(ReloadResult(UNSAFE, cand.kind, plan=plan, ignored=ignored), started)
+            try:
+                await self.router.apply(valid)
+            except ConfigError as exc:
+                return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
+            self.origin = Origin(digest=valid.digest, version=valid.version)
+            result = ReloadResult(APPLIED, cand.kind, version=valid.version, digest=valid.digest,
+                                  plan=plan, ignored=ignored)
+            self._record(result, started)
+            result.persisted = await self.persist(valid)
+            self.reaper.retire(current)
+            return result
+
+    async def rebase(self, valid: ValidConfig, source: str) -> ReloadResult:
+        """Serve `valid`, derived from the current config without new routing content
+        (new bootstrap sections): no guard, same origin."""
+        async with self._lock:
+            started = time.monotonic()
+            try:
+                await self.router.apply(valid)
+            except ConfigError as exc:
+                return self.refuse(ReloadResult(INVALID, source, errors=exc.errors), started)
+            return self._record(ReloadResult(APPLIED, source, version=valid.version, digest=valid.digest), started)
+
+    # -- single pins -------------------------------------------------------------------
+    async def edit_pin(self, op: dict[str, Any]) -> ReloadResult:
+        async with self._lock:
+            started = time.monotonic()
+            current = self.current
+            try:
+                check_op(current, op)
+            except ConfigError as exc:
+                return self.refuse(ReloadResult(INVALID, "pin", errors=exc.errors), started)
+            if is_noop(current, op):
+                return self._record(ReloadResult(UNCHANGED, "pin", version=current.version,
+                                                 digest=current.digest), started)
+            origin = self.origin
+            base = origin.version or current.version
+            valid = await asyncio.to_thread(apply_op, current, op, base_version=base, edits=origin.edits + 1)
+            try:
+                await self.router.apply(valid)
+            except ConfigError as exc:
+                return self.refuse(ReloadResult(INVALID, "pin", errors=exc.errors), started)
+            origin.edits += 1
+            result = self._record(ReloadResult(APPLIED, "pin", version=valid.version, digest=valid.digest), started)
+            result.persisted = await self._persist_op(valid, op)
+            self.reaper.retire(current)
+            return result
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def _record(self, result: ReloadResult, started: float) -> ReloadResult:
+        result.seconds = time.monotonic() - started
+        self.last = result
+        self.metrics.reload(result.source, True)
+        if result.source != "pin" and self.origin.lkg:   # a source answered: no longer a fallback
+            log.info("the %s answered with a valid config: no longer serving the last known good as a fallback",
+                     result.source)
+            self.origin.lkg = False
+            self.metrics.lkg_in_use.set(0)
+        if result.outcome == APPLIED:
+            self.metrics.reload_seconds.set(result.seconds)
+            log.info("config %s from %s: %s in %.3fs", result.outcome, result.source, result.summary(), result.seconds)
+        return result
+
+    def refuse(self, result: ReloadResult, started: float | None = None) -> ReloadResult:
+        result.seconds = time.monotonic() - started if started is not None else 0.0
+        self.last = result
+        self.metrics.reload(result.source, False)
+        log.warning("config from %s rejected (%s), still serving %s: %s", result.source, result.outcome,
+                    self.current.version, result.summary())
+        for path, message in result.errors:
+            log.warning("  %s: %s", path or "(document)", message)
+        return result
+
+    async def persist(self, valid: ValidConfig) -> bool:
+        if self.store is None:
+            return False
+        try:
+            meta = lkg_meta(valid, self.origin.digest, self.origin.version, self.origin.edits)
+            await asyncio.to_thread(self.store.save, meta, valid.document, valid.pins, valid.modes)
+            return True
+        except OSError as exc:
+            self.metrics.lkg_write_errors.inc()
+            log.error("cannot persist the last known good config in %s: %s", self.store.dir, exc)
+            return False
+
+    async def _persist_op(self, valid: ValidConfig, op: dict[str, Any]) -> bool:
+        if self.store is None:
+            return False
+        if self.store.journal_lines >= JOURNAL_COMPACT or not self.store.has_base:
+            return await self.persist(valid)
+        try:
+            await asyncio.to_thread(self.store.append, op)
+            return True
+        except OSError as exc:
+            self.metrics.lkg_write_errors.inc()
+            log.error("cannot append to the last known good journal in %s: %s", self.store.dir, exc)
+            return False

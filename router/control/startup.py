@@ -1,0 +1,183 @@
+"""Which config the router starts with (static stability at start).
+
+    the local file must parse, with valid [listen], [admin] and [control]   else exit 1
+    the configured source (control.url if set, else the file) gives a valid config:
+        its content is what the last known good (LKG) was taken from -> the LKG, with
+                                                 the pin pushes made since (none lost)
+        it drops too much of the LKG             -> the LKG (the drop guard, as at run time)
+        otherwise                                -> the source's config, saved as the LKG
+    it does not (control plane down, invalid document, unreadable tenants_file):
+        an LKG is stored                          -> the LKG, flagged in /readyz and metrics
+        control.url is set and the file holds a full config -> the file
+        otherwise                                 -> exit 1 with every error
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from router.config import ConfigError, ValidConfig, format_of, validate_document
+from router.config.load import read_tenants_whole
+from router.control.candidate import PROCESS_SECTIONS, Bootstrap, Candidate, prepare, read_bootstrap, sniff_format
+from router.control.guard import plan_drop
+from router.control.lkg import LkgRecord, LkgStore
+from router.control.pins import apply_op, check_op
+from router.control.reloader import APPLIED, INVALID, UNSAFE, Origin, ReloadResult
+from router.control.sources import HttpPoller, fingerprint
+
+log = logging.getLogger("stamp_router.control")
+
+# How long the first control-plane fetch may take before the router starts without it.
+FIRST_FETCH_TIMEOUT = 10.0
+
+
+@dataclass
+class Start:
+    valid: ValidConfig
+    bootstrap: Bootstrap
+    store: LkgStore
+    origin: Origin
+    last: ReloadResult
+    persist: bool                     # save it as the LKG once serving (it is not the LKG)
+    etag: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    seen: dict[str, tuple | None] = field(default_factory=dict)   # file fingerprints before reading
+
+
+async def choose_start(config_path: str) -> Start:
+    """Raises ConfigError with every error when there is nothing valid to start from."""
+    # Fingerprints taken before reading: a change made while the router starts is seen
+    # by the watcher as a change, not taken as the state already loaded.
+    seen = {os.path.abspath(config_path): fingerprint(config_path)}
+    bootstrap = read_bootstrap(config_path)
+    tenants_file = bootstrap.document.get("tenants_file")
+    if isinstance(tenants_file, str) and not bootstrap.control.url:
+        seen[bootstrap.resolve(tenants_file)] = fingerprint(bootstrap.resolve(tenants_file))
+    store = LkgStore(bootstrap.resolve(bootstrap.control.state_dir))
+    warnings: list[str] = []
+    kind = "url" if bootstrap.control.url else "file"
+
+    etag = None
+    primary, errors = None, []
+    if bootstrap.control.url:
+        poller = HttpPoller(lambda: bootstrap.control, lambda: read_token(bootstrap, bootstrap.control.token_file),
+                            on_document=None, on_poll=None)
+        try:
+            fetched = await poller.fetch(conditional=False, timeout=FIRST_FETCH_TIMEOUT)
+        finally:
+            await poller.close()
+        if fetched.status == "changed":
+            etag = fetched.etag
+            primary, errors = _try(Candidate("url", bootstrap.control.url, fetched.data,
+                                             sniff_format(fetched.data, fetched.content_type)), bootstrap, overlay=True)
+        else:
+            errors = [("control.url", f"cannot fetch the config: {fetched.error}")]
+    else:
+        primary, errors = _try(Candidate("file", bootstrap.path, bootstrap.data, format_of(bootstrap.path)),
+                               bootstrap, overlay=False)
+
+    lkg = None
+    try:
+        record = store.load()
+        lkg = from_record(record, bootstrap) if record is not None else None
+    except (ValueError, ConfigError) as exc:
+        warnings.append(f"the last known good config in {store.dir} cannot be used: {exc}")
+
+    if primary is not None:
+        if lkg is not None and lkg_origin_is(lkg, primary):
+            valid, origin = lkg          # the source is unchanged since: keep the pushes made on top
+            return Start(valid, bootstrap, store, origin, _result(APPLIED, kind, valid), persist=False,
+                         etag=etag, warnings=warnings, seen=seen)
+        if lkg is not None:
+            valid, origin = lkg
+            plan = plan_drop(valid.pins, primary.pins, {s.name for s in valid.config.stamps},
+                             {s.name for s in primary.config.stamps}, bootstrap.control.max_drop_fraction)
+            if plan.unsafe:
+                warnings.append("the configured source's config " + "; ".join(plan.reasons())
+                                + "; starting from the last known good (push it with force to apply it)")
+                origin.lkg = True
+                return Start(valid, bootstrap, store, origin, dataclasses.replace(_result(UNSAFE, kind), plan=plan),
+                             persist=False, etag=etag, warnings=warnings, seen=seen)
+        return Start(primary, bootstrap, store, Origin(digest=primary.digest, version=primary.version),
+                     _result(APPLIED, kind, primary), persist=True, etag=etag, warnings=warnings, seen=seen)
+
+    failed = _result(INVALID, kind, errors=errors)
+    if lkg is not None:
+        valid, origin = lkg
+        origin.lkg = True
+        warnings.append(f"starting from the last known good config (version {valid.version}); "
+                        f"the {'control plane' if kind == 'url' else 'config file'} gave none: "
+                        + "; ".join(f"{p or '(document)'}: {m}" for p, m in errors[:10]))
+        return Start(valid, bootstrap, store, origin, failed, persist=False, etag=etag, warnings=warnings, seen=seen)
+    if kind == "url" and bootstrap.has_routing:
+        seed, seed_errors = _try(Candidate("file", bootstrap.path, bootstrap.data, format_of(bootstrap.path)),
+                                 bootstrap, overlay=False)
+        if seed is not None:
+            warnings.append("the control plane gave no config and there is no last known good; "
+                            "starting from the routing config in the local file")
+            return Start(seed, bootstrap, store, Origin(digest=seed.digest, version=seed.version), failed,
+                         persist=True, etag=etag, warnings=warnings, seen=seen)
+        errors = errors + seed_errors
+    raise ConfigError(errors)
+
+
+def lkg_origin_is(lkg: tuple[ValidConfig, Origin], primary: ValidConfig) -> bool:
+    return lkg[1].digest == primary.digest
+
+
+def _try(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool):
+    try:
+        return prepare(cand, bootstrap, overlay=overlay, read_tenants=read_tenants_whole)[0], []
+    except ConfigError as exc:
+        return None, exc.errors
+
+
+def _result(outcome: str, kind: str, valid: ValidConfig | None = None, errors=()) -> ReloadResult:
+    return ReloadResult(outcome, kind, version=valid.version if valid else None,
+                        digest=valid.digest if valid else None, errors=list(errors))
+
+
+def from_record(record: LkgRecord, bootstrap: Bootstrap) -> tuple[ValidConfig, Origin]:
+    """Rebuild the stored config, then replay its journal of pin pushes.
+
+    The origin's digest is that of the source content the LKG was taken from: a source
+    still serving it has nothing newer to say.
+    """
+    meta = record.meta
+    doc = {k: v for k, v in record.document.items() if k not in PROCESS_SECTIONS}
+    doc.update(bootstrap.sections)
+    tenants: dict[str, Any] = dict(record.pins)
+    for tenant, mode in record.modes.items():
+        tenants[tenant] = {"stamp": record.pins[tenant], "mode": mode}
+    valid = validate_document({**doc, "tenants": tenants}, source=meta["source"], base_dir=bootstrap.base_dir)
+    edits = int(meta.get("edits") or 0)
+    origin_version = meta.get("origin_version") or valid.version
+    config = valid.config.model_copy(update={"version": f"{origin_version}+{edits}"}) if edits else valid.config
+    # The pins live in `pins`; the document keeps no second copy of a large table.
+    valid = dataclasses.replace(valid, config=config, digest=meta["digest"], document=MappingProxyType(doc))
+    for op in record.ops:
+        try:
+            check_op(valid, op)
+        except ConfigError as exc:
+            log.warning("skipping a journaled pin push that no longer applies: %s", exc)
+            continue
+        edits += 1
+        valid = apply_op(valid, op, base_version=origin_version, edits=edits)
+    return valid, Origin(digest=meta.get("origin_digest"), version=origin_version, edits=edits)
+
+
+def read_token(bootstrap: Bootstrap, token_file: str | None) -> str | None:
+    """The token in `token_file` (relative to the config file), or None if unset or unreadable."""
+    if not token_file:
+        return None
+    try:
+        with open(bootstrap.resolve(token_file), encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except OSError as exc:
+        log.warning("cannot read token file %s: %s", token_file, exc.strerror)
+        return None

@@ -1,0 +1,84 @@
+"""Slicing a large JSON object gives exactly what one parse gives, or one parse's error."""
+
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.control.bulk import copy_with, count_missing, drain, iter_object_slices, iter_slices
+
+
+def sliced(data: bytes, size: int = 16) -> dict:
+    out: dict = {}
+    for part in iter_object_slices(data, size):
+        assert isinstance(part, dict)
+        out.update(part)
+    return out
+
+
+pins = st.dictionaries(
+    st.text(min_size=0, max_size=12),
+    st.one_of(st.text(max_size=8),
+              st.fixed_dictionaries({"stamp": st.text(max_size=8)}, optional={"mode": st.sampled_from(["read-only", "read-write"])}),
+              st.integers(), st.none(), st.lists(st.text(max_size=3), max_size=3)),
+    max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(table=pins, size=st.integers(min_value=1, max_value=64), indent=st.sampled_from([None, 1, 2]))
+def test_slices_union_is_the_whole_parse(table, size, indent):
+    # Text full of quotes, commas and braces inside strings; nested objects; any layout.
+    data = json.dumps(table, indent=indent, ensure_ascii=False).encode()
+    assert sliced(data, size) == orjson.loads(data)
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": "x", "b": "y",}',           # trailing comma
+    '{"a": "x" "b": "y"}',             # missing comma
+    '{"a": "x", "b": }',
+    '{"a": "x", "b": "y"} trailing',
+    '{"a": "x", "b": "y"',
+])
+def test_a_syntax_error_comes_out_as_orjson_words_it(text):
+    data = text.encode()
+    with pytest.raises(orjson.JSONDecodeError) as whole:
+        orjson.loads(data)
+    with pytest.raises(orjson.JSONDecodeError) as parts:
+        list(iter_object_slices(data, 4))
+    assert str(parts.value) == str(whole.value)
+
+
+@pytest.mark.parametrize("text", ['["a", "b"]', '"eu-1"', "5", " { } "])
+def test_anything_but_a_plain_object_is_parsed_whole(text):
+    assert list(iter_object_slices(text.encode(), 1)) == [orjson.loads(text)]
+
+
+def test_a_large_table_comes_in_many_slices():
+    table = {f"tenant-{i}": f"eu-{i % 3}" for i in range(20000)}
+    parts = list(iter_object_slices(orjson.dumps(table)))
+    assert len(parts) > 5
+    assert {k: v for p in parts for k, v in p.items()} == table
+
+
+def test_copy_with_applies_changes_and_leaves_the_original():
+    before = {"a": "eu-1", "b": "eu-2"}
+    after = copy_with(before, {"a": "eu-2", "b": None, "c": "eu-1"})
+    assert after == {"a": "eu-2", "c": "eu-1"}
+    assert before == {"a": "eu-1", "b": "eu-2"}
+
+
+def test_count_missing_counts_keys_that_are_gone():
+    before = {f"t{i}": "s" for i in range(10000)}
+    after = {f"t{i}": "s" for i in range(2500, 12000)}
+    assert count_missing(before, after) == 2500
+    assert count_missing(before, before) == 0
+    assert count_missing({}, after) == 0
+
+
+def test_drain_and_iter_slices():
+    table = {f"t{i}": i for i in range(10000)}
+    assert sum(len(s) for s in iter_slices(table, 777)) == 10000
+    drain(table)
+    assert table == {}

@@ -1,0 +1,67 @@
+"""Candidates: the bootstrap sections always come from the local file."""
+
+import orjson
+import pytest
+
+from router.config import ConfigError
+from router.control.candidate import Candidate, bootstrap_from, prepare, sniff_format
+
+LOCAL = b"""
+[listen]
+http = "127.0.0.1:8080"
+[admin]
+listen = "127.0.0.1:9901"
+token_file = "admin.token"
+[control]
+url = "http://127.0.0.1:7000/config"
+"""
+
+REMOTE = {
+    "admin": {"listen": "0.0.0.0:9901"},            # must not open the admin port to the world
+    "control": {"url": "http://attacker.example/"},
+    "routing": {"sources": ["header"]},
+    "stamps": [{"name": "eu-1", "region": "eu", "backends": ["10.0.0.1:80"]}],
+    "tenants": {"acme": "eu-1"},
+}
+
+
+def test_a_remote_document_cannot_change_the_bootstrap_sections(tmp_path):
+    bootstrap = bootstrap_from(str(tmp_path / "router.toml"), LOCAL)
+    valid, ignored = prepare(Candidate("url", "http://cp/", orjson.dumps(REMOTE), "json"), bootstrap, overlay=True)
+    assert ignored == ["admin", "control"]
+    cfg = valid.config
+    assert (cfg.admin.listen, cfg.admin.token_file) == ("127.0.0.1:9901", "admin.token")
+    assert cfg.control.url == "http://127.0.0.1:7000/config"
+    assert dict(valid.pins) == {"acme": "eu-1"}
+
+
+def test_the_digest_is_the_documents_not_the_local_files(tmp_path):
+    # Every router of a fleet serves the same control-plane version under the same digest.
+    data = orjson.dumps(REMOTE)
+    a = bootstrap_from(str(tmp_path / "a.toml"), LOCAL)
+    b = bootstrap_from(str(tmp_path / "b.toml"), LOCAL.replace(b"8080", b"8081"))
+    cand = Candidate("url", "http://cp/", data, "json")
+    assert prepare(cand, a, overlay=True)[0].digest == prepare(cand, b, overlay=True)[0].digest
+
+
+@pytest.mark.parametrize("text, path", [
+    (b"[control]\nwatch_interval = 0", "control.watch_interval"),
+    (b"[control]\ninterval = \"0s\"", "control.interval"),
+    (b"[admin]\nlisten = \"nowhere\"", "admin.listen"),
+    (b"[control]\nmax_drop_fraction = 2", "control.max_drop_fraction"),
+])
+def test_bad_bootstrap_sections_are_refused_with_their_path(tmp_path, text, path):
+    with pytest.raises(ConfigError) as info:
+        bootstrap_from(str(tmp_path / "router.toml"), text)
+    assert [p for p, _ in info.value.errors] == [path]
+
+
+@pytest.mark.parametrize("data, content_type, fmt", [
+    (b'{"a": 1}', None, "json"),
+    (b"a = 1", None, "toml"),
+    (b"a = 1", "application/toml; charset=utf-8", "toml"),
+    (b'{"a": 1}', "application/json", "json"),
+    (b'  {"a": 1}', "text/plain", "json"),
+])
+def test_the_format_comes_from_content_type_then_the_first_byte(data, content_type, fmt):
+    assert sniff_format(data, content_type) == fmt

@@ -1,0 +1,39 @@
+"""The drop guard's plan: what a candidate removes, and when that is too much."""
+
+import pytest
+
+from router.control.guard import plan_drop
+
+PINS = {f"t{i}": "eu-1" for i in range(10)}
+STAMPS = {"eu-1", "eu-2"}
+
+
+def test_an_empty_table_drops_every_pin_and_is_unsafe():
+    plan = plan_drop(PINS, {}, STAMPS, STAMPS, 0.5)
+    assert (plan.pins_dropped, plan.pins_fraction, plan.unsafe) == (10, 1.0, True)
+    assert "drops 10 of 10 pins (100%)" in plan.reasons()[0]
+
+
+@pytest.mark.parametrize("kept, unsafe", [(5, False), (4, True), (10, False)])
+def test_the_threshold_is_more_than_the_fraction(kept, unsafe):
+    after = dict(list(PINS.items())[:kept])
+    assert plan_drop(PINS, after, STAMPS, STAMPS, 0.5).unsafe is unsafe
+
+
+def test_moving_pins_drops_none():
+    moved = {t: "eu-2" for t in PINS}
+    assert plan_drop(PINS, moved, STAMPS, STAMPS, 0.0).unsafe is False
+
+
+def test_dropping_stamps_counts_on_its_own():
+    plan = plan_drop(PINS, PINS, {"a", "b", "c"}, {"a"}, 0.5)
+    assert (plan.stamps_dropped, plan.unsafe) == (2, True)
+    assert plan.reasons() == ["drops 2 of 3 stamps (67%), more than control.max_drop_fraction (50%)"]
+
+
+def test_growing_from_nothing_is_safe():
+    assert plan_drop({}, PINS, set(), STAMPS, 0.0).unsafe is False
+
+
+def test_max_fraction_one_turns_the_guard_off():
+    assert plan_drop(PINS, {}, STAMPS, set(), 1.0).unsafe is False

@@ -1,0 +1,128 @@
+"""The last known good: atomic save, journal of pin pushes, rebuilt at start exactly as served."""
+
+import os
+
+import orjson
+import pytest
+
+from router.config import ConfigError, load_bytes
+from router.control.candidate import bootstrap_from
+from router.control.lkg import LkgStore, lkg_meta
+from router.control.pins import apply_op, check_op, is_noop, pin_op
+from router.control.reloader import Origin
+from router.control.startup import from_record
+
+CONFIG = b"""
+version = "v7"
+[routing]
+sources = ["header"]
+[[stamps]]
+name = "eu-1"
+region = "eu"
+backends = ["10.0.0.1:80"]
+[[stamps]]
+name = "eu-2"
+region = "eu"
+backends = ["10.0.0.2:80"]
+[tenants]
+acme = "eu-1"
+globex = { stamp = "eu-2", mode = "read-only" }
+"""
+
+
+@pytest.fixture
+def valid(tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_bytes(CONFIG)
+    return load_bytes(CONFIG, fmt="toml", source=str(path), base_dir=str(tmp_path))
+
+
+@pytest.fixture
+def bootstrap(tmp_path):
+    return bootstrap_from(str(tmp_path / "router.toml"), CONFIG)
+
+
+def meta(valid, origin: Origin) -> dict:
+    return lkg_meta(valid, origin.digest, origin.version, origin.edits)
+
+
+def test_save_then_load_gives_the_same_config(tmp_path, valid, bootstrap):
+    store = LkgStore(str(tmp_path / "state"))
+    store.save(meta(valid, Origin(valid.digest, valid.version)), valid.document, valid.pins, valid.modes)
+    assert sorted(os.listdir(store.dir)) == ["lkg.json"]          # no temporary file left
+    rebuilt, origin = from_record(LkgStore(store.dir).load(), bootstrap)
+    assert (rebuilt.digest, rebuilt.version, rebuilt.source) == (valid.digest, "v7", valid.source)
+    assert dict(rebuilt.pins) == dict(valid.pins) and dict(rebuilt.modes) == {"globex": "read-only"}
+    assert (origin.digest, origin.edits, origin.lkg) == (valid.digest, 0, False)
+    assert "tenants" not in rebuilt.document      # the pins are kept once, in .pins
+
+
+def test_journaled_pushes_replay_to_the_digest_and_version_served(tmp_path, valid, bootstrap):
+    store = LkgStore(str(tmp_path / "state"))
+    store.save(meta(valid, Origin(valid.digest, valid.version)), valid.document, valid.pins, valid.modes)
+    served = valid
+    ops = [pin_op("acme", "eu-2"), pin_op("new-1", "eu-1", "read-only"), pin_op("globex", None)]
+    for n, op in enumerate(ops, 1):
+        served = apply_op(served, op, base_version="v7", edits=n)
+        store.append(op)
+    assert served.version == "v7+3"
+    rebuilt, origin = from_record(LkgStore(store.dir).load(), bootstrap)
+    assert (rebuilt.digest, rebuilt.version) == (served.digest, served.version)
+    assert dict(rebuilt.pins) == {"acme": "eu-2", "new-1": "eu-1"}
+    assert dict(rebuilt.modes) == {"new-1": "read-only"}
+    assert (origin.digest, origin.edits) == (valid.digest, 3)
+
+
+def test_a_torn_last_journal_line_is_ignored(tmp_path, valid, bootstrap):
+    store = LkgStore(str(tmp_path / "state"))
+    store.save(meta(valid, Origin(valid.digest, valid.version)), valid.document, valid.pins, valid.modes)
+    store.append(pin_op("acme", "eu-2"))
+    with open(store.journal_path(valid.digest), "ab") as fh:
+        fh.write(b'{"op":"put","tenant":"glob')
+    rebuilt, origin = from_record(LkgStore(store.dir).load(), bootstrap)
+    assert rebuilt.pins["acme"] == "eu-2" and origin.edits == 1
+
+
+def test_a_new_save_starts_a_new_journal(tmp_path, valid):
+    store = LkgStore(str(tmp_path / "state"))
+    store.save(meta(valid, Origin(valid.digest, valid.version)), valid.document, valid.pins, valid.modes)
+    store.append(pin_op("acme", "eu-2"))
+    pushed = apply_op(valid, pin_op("acme", "eu-2"), base_version="v7", edits=1)
+    store.save(meta(pushed, Origin(valid.digest, valid.version, edits=1)), pushed.document, pushed.pins, pushed.modes)
+    record = LkgStore(store.dir).load()
+    assert record.ops == [] and record.meta["edits"] == 1
+    assert [n for n in os.listdir(store.dir) if n.endswith(".journal")] == []
+
+
+def test_a_damaged_lkg_is_reported_not_used(tmp_path):
+    store = LkgStore(str(tmp_path))
+    (tmp_path / "lkg.json").write_bytes(b'{"meta": {"format": 1')
+    with pytest.raises(ValueError, match="damaged"):
+        store.load()
+    assert LkgStore(str(tmp_path / "none")).load() is None
+
+
+def test_large_tables_are_written_in_slices_and_read_back(tmp_path, valid, bootstrap):
+    pins = {f"tenant-{i}": "eu-1" if i % 2 else "eu-2" for i in range(50000)}
+    store = LkgStore(str(tmp_path / "state"))
+    store.save(meta(valid, Origin(valid.digest, valid.version)), valid.document, pins, {})
+    raw = orjson.loads((tmp_path / "state" / "lkg.json").read_bytes())
+    assert raw["pins"] == pins
+
+
+@pytest.mark.parametrize("op, path", [
+    (pin_op("bad tenant", "eu-1"), "tenants['bad tenant']"),
+    (pin_op("acme", "us-9"), "tenants.acme.stamp"),
+    (pin_op("acme", "eu-1", "write-only"), "tenants.acme.mode"),
+])
+def test_a_bad_pin_edit_names_its_path(valid, op, path):
+    with pytest.raises(ConfigError) as info:
+        check_op(valid, op)
+    assert [p for p, _ in info.value.errors] == [path]
+
+
+def test_noop_edits_are_recognised(valid):
+    assert is_noop(valid, pin_op("acme", "eu-1"))
+    assert is_noop(valid, pin_op("globex", "eu-2", "read-only"))
+    assert not is_noop(valid, pin_op("globex", "eu-2"))
+    assert is_noop(valid, pin_op("nobody", None))

@@ -1,0 +1,96 @@
+"""What the file watcher sees, and how the poller waits; no router process."""
+
+import asyncio
+import os
+from types import MappingProxyType
+
+from router.config.schema import Control
+from router.control.reaper import Reaper, large_tables
+from router.control.sources import HttpPoller, fingerprint
+
+
+def k8s_layout(root, content: bytes, version: str) -> str:
+    """A ConfigMap volume: router.toml -> ..data/router.toml, ..data -> ..<version>/."""
+    (root / f"..{version}").mkdir()
+    (root / f"..{version}" / "router.toml").write_bytes(content)
+    tmp = root / "..data_tmp"
+    os.symlink(f"..{version}", tmp)
+    os.replace(tmp, root / "..data")          # the atomic swap the kubelet does
+    link = root / "router.toml"
+    if not link.is_symlink():
+        os.symlink("..data/router.toml", link)
+    return str(link)
+
+
+def test_an_in_place_write_of_the_same_size_is_seen(tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_bytes(b"version = 'a'")
+    before = fingerprint(str(path))
+    with open(path, "r+b") as fh:             # same inode, same size
+        fh.write(b"version = 'b'")
+    assert fingerprint(str(path)) != before
+
+
+def test_an_atomic_rename_is_seen(tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_bytes(b"a")
+    before = fingerprint(str(path))
+    (tmp_path / "new").write_bytes(b"b")
+    os.replace(tmp_path / "new", path)
+    assert fingerprint(str(path)) != before
+
+
+def test_a_configmap_symlink_swap_is_seen(tmp_path):
+    link = k8s_layout(tmp_path, b"a", "v1")
+    before = fingerprint(link)
+    k8s_layout(tmp_path, b"a", "v2")           # even with the same content and size
+    after = fingerprint(link)
+    assert after != before and after[0].endswith("..v2/router.toml")
+
+
+def test_a_missing_file_has_no_fingerprint(tmp_path):
+    assert fingerprint(str(tmp_path / "nope")) is None
+
+
+def test_poll_delay_doubles_per_failure_up_to_max_backoff():
+    poller = HttpPoller(lambda: Control(url="http://127.0.0.1:1/", interval=2, max_backoff=30),
+                        lambda: None, on_document=None, on_poll=None)
+    assert poller.delay() == 2
+    delays = []
+    for failures in (1, 2, 3, 10):
+        poller.failures = failures
+        delays.append(poller.delay())
+    assert 3.2 <= delays[0] <= 4 and 6.4 <= delays[1] <= 8 and 12.8 <= delays[2] <= 16
+    assert 24 <= delays[3] <= 30
+
+
+def test_the_reaper_frees_a_retired_table_only_once_nobody_holds_it():
+    class Retired:                             # the shape of a ValidConfig, for large_tables
+        def __init__(self, size):
+            self.pins = MappingProxyType({f"t{i}": "eu-1" for i in range(size)})
+            self.document = {}
+
+    async def until(predicate):
+        for _ in range(400):
+            if predicate():
+                return
+            await asyncio.sleep(0.025)
+        raise AssertionError("timed out")
+
+    async def scenario():
+        tasks = set()
+        reaper = Reaper(lambda coro: tasks.add(asyncio.get_running_loop().create_task(coro)))
+        old = Retired(60000)
+        assert [len(t) for t in large_tables(old)] == [60000]
+        in_flight = old.pins                   # a request still deciding on the old snapshot
+        reaper.retire(old)
+        del old
+        await until(lambda: reaper.waits >= 2)
+        assert len(in_flight) == 60000 and reaper.reaped == 0
+        del in_flight
+        await until(lambda: reaper.reaped == 1)
+        small = Retired(10)
+        reaper.retire(small)
+        assert not tasks - {t for t in tasks if t.done()}   # small tables are left to fall
+
+    asyncio.run(scenario())
