@@ -56,9 +56,15 @@ _CREDENTIALS_RE = re.compile(r"[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?:[ \t]+(.*?)
 _JWS_RE = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
 _b64decode = base64.urlsafe_b64decode
 _loads = orjson.loads
+_B64_VALUE = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
 
 
 def _unb64(part: str) -> bytes:
+    # RFC 4648 3.5: the unused low bits of the last character must be zero, so that one
+    # token has one spelling (and we agree with pyjwt on what is well-formed).
+    rest = len(part) % 4
+    if rest > 1 and _B64_VALUE[part[-1]] & (0b1111 if rest == 2 else 0b11):
+        raise binascii.Error("non-canonical base64url")
     return _b64decode(part + "=" * (-len(part) % 4))
 
 
