@@ -6,7 +6,9 @@ Rules it keeps, in the order it checks them (docs/jwt.md is the operator's versi
    this source, the next source is tried. The scheme is case-insensitive (RFC 7235 2.1,
    RFC 6750 2.1).
 2. From here on every failure is a 401 `invalid_token` (RFC 6750 3.1) and the chain stops:
-   a present but invalid token never falls through to a weaker source.
+   a present but invalid token never falls through to a weaker source. The reason names
+   what is wrong with the token, never what the configuration expects (the client sees
+   it): `stamp-router route` and /route show the expected values alongside.
 3. A token over `max_token_bytes` is refused before anything else is done with it.
 4. The header is read without trusting it: `alg` must be on the allow-list (`none` never
    is), `crit` and unencoded payloads (`b64`) are refused, `jku`/`x5u`/`jwk`/`x5c` are
@@ -150,6 +152,8 @@ class JwtSource:
         keys = self.keys.current
         if keys is not None:
             steps.append(f"jwt: keys from {keys.origin}: " + ", ".join(k.describe() for k in keys.keys))
+        steps.append(f"jwt: expects alg in {sorted(self.algorithms)}, iss {self.issuer!r}, "
+                     f"aud in {sorted(self.audience) if self.audience else None}, claim {self.claim!r}")
         return self._verify(token, now, steps, None)
 
     def _verify(self, token: str, now: float, steps: list[str] | None, key: bytes | None) -> str:
@@ -175,7 +179,7 @@ class JwtSource:
         if alg.lower() == "none":
             raise Invalid("unsigned tokens (alg none) are refused")
         if alg not in self.algorithms:
-            raise Invalid(f"algorithm {_shown(alg, 20)} is not allowed (allowed: {', '.join(sorted(self.algorithms))})")
+            raise Invalid(f"algorithm {_shown(alg, 20)} is not allowed")
         if kid is not None and type(kid) is not str:
             raise Invalid("the header's kid is not a string")
         if "crit" in header:
@@ -258,7 +262,7 @@ class JwtSource:
         if self.issuer is not None:
             iss = claims.get("iss")
             if iss != self.issuer:
-                raise Invalid(f"issuer {_shown(iss)} is not {self.issuer!r}")
+                raise Invalid(f"issuer {_shown(iss)} is not accepted")
         aud = claims.get("aud")
         if aud is not None:
             if type(aud) is str:
@@ -271,7 +275,7 @@ class JwtSource:
             if aud is None:
                 raise Invalid("the token has no aud")
             if self.audience.isdisjoint(auds):
-                raise Invalid(f"audience {_shown(aud)} is not accepted (accepted: {', '.join(sorted(self.audience))})")
+                raise Invalid(f"audience {_shown(aud)} is not accepted")
         elif aud is not None:
             raise Invalid(f"the token is for audience {_shown(aud)} but jwt.audience is not set (RFC 7519 4.1.3)")
         if steps is not None:
