@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 LOAD_SCENARIOS = ("header", "subdomain", "jwt", "pins")
-SERIES_ORDER = ("router", "haproxy", "nginx", "router (no token cache)")
-COLORS = {"router": "#2b7bba", "haproxy": "#d9822b", "nginx": "#3a9d5d", "router (no token cache)": "#9bbbd9"}
+SERIES_ORDER = ("router", "haproxy", "nginx", "router (no token cache)", "floor")
+COLORS = {"router": "#2b7bba", "haproxy": "#d9822b", "nginx": "#3a9d5d", "router (no token cache)": "#9bbbd9",
+          "floor": "#999999"}
 
 
 def rows(doc: dict) -> list[dict]:
@@ -137,6 +138,15 @@ def markdown(doc: dict) -> str:
         else:
             lines.append(f"From `{reload['command']}` (exit {reload['exit']}):")
             lines += ["", "```json", json.dumps(reload.get("result"), indent=2)[:3000], "```"]
+    lines += profile_lines(doc)
+    notes = [n for sc in doc["scenarios"].values() if isinstance(sc, dict) for n in sc.get("notes", [])]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def profile_lines(doc: dict) -> list[str]:
+    lines: list[str] = []
     prof = doc["scenarios"].get("profile")
     if prof:
         lines += ["", "## Where the router's CPU goes (py-spy)", ""]
@@ -145,18 +155,18 @@ def markdown(doc: dict) -> str:
         for mode, p in prof.items():
             if not isinstance(p, dict) or "self_by_function" not in p:
                 continue
-            lines += [f"### {mode} routing: {p['samples']} samples at {p.get('rps_while_sampled', '?')} req/s "
-                      f"(flame graph: `{p['flamegraph']}`)", "",
-                      "| self % | function (self time) | | self % | line (self time) |", "|---:|---|---|---:|---|"]
+            lines += [f"### {mode} routing: {p['samples']} samples, {p.get('rps_while_sampled', '?')} req/s while "
+                      f"sampled (flame graph `results/{p['flamegraph']}`)", "",
+                      "| % | self time by function (C included) | | % | by innermost router line (its C callees included) |",
+                      "|---:|---|---|---:|---|"]
             for a, b in zip(p["self_by_function"][:12], p["self_by_line"][:12]):
                 lines.append(f"| {a['percent']} | `{a['entry']}` | | {b['percent']} | `{b['entry']}` |")
+            # Frames on every stack (main, the loop's run) say nothing: left out.
+            inclusive = [a for a in p["inclusive_by_function"] if a["percent"] < 99][:10]
             lines += ["", "| inclusive % | function |", "|---:|---|"]
-            lines += [f"| {a['percent']} | `{a['entry']}` |" for a in p["inclusive_by_function"][:12]]
+            lines += [f"| {a['percent']} | `{a['entry']}` |" for a in inclusive]
             lines.append("")
-    notes = [n for sc in doc["scenarios"].values() if isinstance(sc, dict) for n in sc.get("notes", [])]
-    if notes:
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def summary_table(doc: dict) -> str:

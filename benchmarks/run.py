@@ -41,7 +41,9 @@ def options(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
                    help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
-    p.add_argument("--systems", default="router,haproxy,nginx", help="systems to compare (default: all three)")
+    p.add_argument("--systems", default="router,haproxy,nginx,floor",
+                   help="systems to compare (default: router,haproxy,nginx and, in the header scenario, "
+                        "floor: benchmarks/floor_proxy.py)")
     p.add_argument("--rounds", type=int, default=5, help="measured rounds per system (default 5)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per round (default 5)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load per system first (default 1)")
@@ -53,7 +55,7 @@ def options(argv: list[str]) -> argparse.Namespace:
                    help="leave out the router with its token cache off from the JWT scenario")
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not pin the proxy and the load generator to separate cores")
-    p.add_argument("--profile-seconds", type=int, default=8, help="py-spy sampling time per profile (default 8)")
+    p.add_argument("--profile-seconds", type=int, default=10, help="py-spy sampling time per profile (default 10)")
     p.add_argument("--profile-modes", default="header,jwt", help="router routings to profile (default header,jwt)")
     p.add_argument("--reload-args", default="", help="extra arguments passed to benchmarks/reload_latency.py")
     p.add_argument("--reload-timeout", type=int, default=300, help="seconds reload_latency.py may take (default 300)")
@@ -122,8 +124,9 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     tmp.replace(path)
 
 
-def update_readme(path: Path, text: str) -> bool:
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+def update_readme(path: Path, text: str, marker: str = "bench") -> bool:
+    """Replace what sits between the marker comments; a file without them is left alone."""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     if not path.exists():
         return False
     doc = path.read_text()
@@ -212,6 +215,9 @@ def main(argv: list[str]) -> int:
         for path in (HERE / "README.md", HERE.parent / "README.md"):
             if update_readme(path, block):
                 log(f"updated {path.relative_to(HERE.parent)}")
+        profile = report.profile_lines(doc)
+        if profile and update_readme(HERE / "README.md", "\n".join(profile[3:]) + "\n", marker="profile"):
+            log("updated the profile in benchmarks/README.md")
     print()
     print(md)
     log(f"done in {doc['elapsed_s']:.0f} s; results in {args.out}")

@@ -23,8 +23,8 @@ import jwt_material
 import spy
 from loadgen import measure, wrk, write_requests
 from procs import Procs, cpu_seconds, free_port, peak_rss_mib, pinned, rss_mib, wait_port
-from systems import (DOMAIN, STAMPS, Backend, HaproxySystem, NginxSystem, RouterSystem, Routing, Running,
-                     System, stamp_of, tenant_id, write_table)
+from systems import (DOMAIN, STAMPS, SYSTEMS, Backend, RouterSystem, Routing, Running, System, stamp_of,
+                     tenant_id, write_table)
 
 HERE = Path(__file__).resolve().parent
 GIB = 1024 ** 3
@@ -74,10 +74,10 @@ class Bench:
                 self.log(f"  wrote a {count:,}-pin table in three formats in {time.monotonic() - t0:.1f} s")
         return self._tables[count]
 
-    def systems(self, names=None) -> dict[str, System]:
+    def systems(self, names=("router", "haproxy", "nginx")) -> dict[str, System]:
         out = {}
-        for cls in (RouterSystem, HaproxySystem, NginxSystem):
-            if cls.name in self.args.systems and (names is None or cls.name in names):
+        for cls in SYSTEMS.values():
+            if cls.name in self.args.systems and cls.name in names:
                 sysobj = cls(self.tmp)
                 why = sysobj.available()
                 if why:
@@ -180,8 +180,8 @@ def ratios(results: dict, a: str, b: str) -> dict:
 
 # -- scenarios ---------------------------------------------------------------------------
 
-def _routing_entries(bench: Bench, mode: str, table, requests: Path, header_for, labels=None, jwt=None,
-                     tag_suffix="") -> list[Entry]:
+def _routing_entries(bench: Bench, mode: str, table, requests: Path, header_for,
+                     labels=("router", "haproxy", "nginx"), jwt=None, tag_suffix="") -> list[Entry]:
     routing = Routing(mode, table, bench.backend.addresses, jwt=jwt)
     entries = []
     for name, sysobj in bench.systems(labels).items():
@@ -193,11 +193,17 @@ def _routing_entries(bench: Bench, mode: str, table, requests: Path, header_for,
 def scenario_header(bench: Bench) -> dict:
     table = bench.table(100)
     requests = write_requests(bench.tmp / "req-header.txt", [[("X-Tenant-ID", tenant_id(i))] for i in range(100)])
-    entries = _routing_entries(bench, "header", table, requests, lambda i: [("X-Tenant-ID", tenant_id(i))])
+    entries = _routing_entries(bench, "header", table, requests, lambda i: [("X-Tenant-ID", tenant_id(i))],
+                               labels=("router", "haproxy", "nginx", "floor"))
     res = run_entries(bench, entries)
     return {"description": "X-Tenant-ID header -> map of 100 pins -> stamp; 100 tenants cycled",
             "results": res, "ratios": {"router/haproxy": ratios(res, "router", "haproxy"),
-                                       "router/nginx": ratios(res, "router", "nginx")}}
+                                       "router/nginx": ratios(res, "router", "nginx"),
+                                       "floor/haproxy": ratios(res, "floor", "haproxy"),
+                                       "router/floor": ratios(res, "router", "floor")},
+            "notes": ["floor = benchmarks/floor_proxy.py, a bare uvloop + httptools proxy doing the same header "
+                      "routing without any of the router's safety: the Python floor, for reference"]
+            if "floor" in res else []}
 
 
 def scenario_subdomain(bench: Bench) -> dict:

@@ -26,7 +26,7 @@ def py_spy() -> str | None:
     return str(here) if here.exists() else shutil.which("py-spy")
 
 
-def record(pid: int, seconds: int, out: Path, fmt: str, rate: int = 200, native: bool = False) -> subprocess.Popen:
+def record(pid: int, seconds: int, out: Path, fmt: str, rate: int = 100, native: bool = False) -> subprocess.Popen:
     exe = py_spy()
     cmd = [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(rate),
            "--format", fmt, "--output", str(out)]

@@ -349,4 +349,21 @@ class NginxSystem(System):
         return Running(self.name, port, nginx_worker(proc.pid), proc, time.monotonic() - t0, {"config": str(cfg)})
 
 
-SYSTEMS = {cls.name: cls for cls in (RouterSystem, HaproxySystem, NginxSystem)}
+class FloorSystem(System):
+    """benchmarks/floor_proxy.py: the bare uvloop + httptools floor, header routing only."""
+
+    name = "floor"
+
+    def start(self, procs: Procs, routing: Routing, port: int, cpus: str | None, tag: str) -> Running:
+        if routing.mode != "header" or routing.max_body:
+            raise ValueError("the floor proxy does header routing of small GETs only")
+        script = Path(__file__).resolve().parent / "floor_proxy.py"
+        backends = [f"{stamp}={address}" for stamp, address in routing.backends.items()]
+        t0 = time.monotonic()
+        proc = procs.start(f"floor-{tag}", pinned([sys.executable, str(script), str(port),
+                                                   str(routing.table.router_json), *backends], cpus))
+        wait_port(port, 30, proc, "floor proxy")
+        return Running(self.name, port, proc.pid, proc, time.monotonic() - t0)
+
+
+SYSTEMS = {cls.name: cls for cls in (RouterSystem, HaproxySystem, NginxSystem, FloorSystem)}
