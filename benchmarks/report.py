@@ -25,8 +25,10 @@ def rows(doc: dict) -> list[dict]:
                 series, group = r["system"], "pins " + label.split(" ", 1)[1].replace(" pins", "")
             else:
                 series, group = label, name
-            base_label = label.replace("router", "haproxy", 1)
-            base = res.get(base_label) or res.get("haproxy")
+            # The HAProxy row of the same variant (pins: of the same table size).
+            base_label = label.replace(r["system"], "haproxy", 1)
+            base = res.get(base_label) if base_label != label else None
+            base = base or res.get("haproxy")
             row = {"scenario": name, "group": group, "series": series, "label": label, **m,
                    "peak_rss_mib": r["peak_rss_mib"]}
             if base is not None and base is not r:
@@ -71,6 +73,13 @@ def bar_checks(doc: dict) -> list[tuple[str, str, str]]:
                            "met" if r.get("cpu_us_per_req", 9) <= 1.1 else "NOT met"))
             checks.append(("memory growth with the big table < 200 MB", f"{r['rss_growth_mib']:.0f} MiB",
                            "met" if r["rss_growth_mib"] * 1.048576 < 200 else "NOT met"))
+    reload = sc.get("reload", {}).get("result")
+    if reload and reload.get("served_within_s"):
+        slowest = max(reload["served_within_s"])
+        failed = reload["reload"]["failed"]
+        checks.append((f"reload of the full {reload['pins']:,}-pin table within 2 s, no failed requests",
+                       f"slowest {slowest:.2f} s, {failed} failed",
+                       "met" if slowest <= 2.0 and failed == 0 else "NOT met"))
     bodies = sc.get("bodies", {}).get("results", {}).get("router")
     if bodies and "upload" in bodies:
         g = bodies["upload"]["rss_growth_mib"]
@@ -94,12 +103,14 @@ def markdown(doc: dict) -> str:
         f"- Code: commit {doc['git']['commit']}"
         + (" plus uncommitted changes under router/" if doc["git"]["router_uncommitted_changes"] else ""),
         f"- Load average at start: {doc['loadavg_start']}, at end: {doc.get('loadavg_end', '?')}",
-        "",
-        "## Routing under load",
-        "",
-        "| scenario | system | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB | req/s ÷ HAProxy | CPU ÷ HAProxy | spread req/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    failed = {n: sc["failed"] for n, sc in doc["scenarios"].items() if isinstance(sc, dict) and "failed" in sc}
+    if failed:
+        lines += ["", "Scenarios that failed: " + "; ".join(f"{n}: {why}" for n, why in failed.items())]
+    if rows(doc):
+        lines += ["", "## Routing under load", "",
+                  "| scenario | system | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB | req/s ÷ HAProxy | CPU ÷ HAProxy | spread req/s |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows(doc):
         errs = f" ({r['errors']:.0f} errors)" if r.get("errors") else ""
         lines.append(
@@ -132,12 +143,23 @@ def markdown(doc: dict) -> str:
                                  f"{x['cpu_s_per_gib']:.2f} |")
     reload = doc["scenarios"].get("reload")
     if reload:
-        lines += ["", "## Latency during a full table reload", ""]
-        if "skipped" in reload:
-            lines.append(f"Not measured: {reload['skipped']}.")
+        lines += ["", "## Latency during full table reloads (benchmarks/reload_latency.py)", ""]
+        r = reload.get("result")
+        if r is None:
+            lines.append(f"Not measured: {reload.get('skipped', 'no result')}.")
         else:
-            lines.append(f"From `{reload['command']}` (exit {reload['exit']}):")
-            lines += ["", "```json", json.dumps(reload.get("result"), indent=2)[:3000], "```"]
+            served = r.get("served_within_s") or []
+            lines += [f"`{reload['command']}`: {r['pins']:,} pins, {r['client']} at up to {r['rate']:.0f} req/s "
+                      f"over {r['connections']} connections, {r['duration_s']:g} s per phase; {r['reloads']} reloads "
+                      f"during the reload phase, change to served in "
+                      + (f"{min(served):.2f}-{max(served):.2f} s" if served else "–")
+                      + f"; {r['rejected_reloads']:.0f} rejected; router RSS {r['router_rss_mb']['start']} MB at start, "
+                      f"{r['router_rss_mb']['end']} MB at the end.", "",
+                      "| phase | requests | failed | p50 ms | p99 ms | p99.9 ms | max ms |", "|---|---:|---:|---:|---:|---:|---:|"]
+            for phase in ("quiet", "reload"):
+                x = r[phase]
+                lines.append(f"| {phase} | {x['requests']:,} | {x['failed']} | {x['p50']:.2f} | {x['p99']:.2f} | "
+                             f"{x['p999']:.2f} | {x['max']:.1f} |")
     lines += profile_lines(doc)
     notes = [n for sc in doc["scenarios"].values() if isinstance(sc, dict) for n in sc.get("notes", [])]
     if notes:

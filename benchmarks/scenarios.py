@@ -318,33 +318,36 @@ def scenario_bodies(bench: Bench) -> dict:
 
 
 def scenario_reload(bench: Bench) -> dict:
-    """Latency during a full-table reload: benchmarks/reload_latency.py owns this measurement."""
+    """Latency during a full-table reload: benchmarks/reload_latency.py owns this measurement
+    (its own router, backends and paced load); the harness runs it and keeps its JSON."""
     script = HERE / "reload_latency.py"
     if not script.exists():
         return {"skipped": "benchmarks/reload_latency.py is not in this checkout"}
-    out_json = bench.tmp / "reload_latency.json"
-    cmd = [sys.executable, str(script), *bench.args.reload_args.split()]
-    if "--json" not in cmd:
-        cmd += ["--json", str(out_json)]
-    bench.log(f"  {' '.join(cmd[1:])}")
+    extra = bench.args.reload_args.split()
+    cmd = [sys.executable, str(script), "--json", *([] if "--pins" in extra else ["--pins", str(bench.args.pins)]),
+           *extra]
+    bench.log(f"  {' '.join(['reload_latency.py', *cmd[2:]])}")
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=bench.args.reload_timeout, cwd=str(HERE.parent))
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=bench.args.reload_timeout,
+                              cwd=str(HERE.parent))
     except subprocess.TimeoutExpired:
         return {"skipped": f"reload_latency.py did not finish within {bench.args.reload_timeout} s"}
-    result: dict = {"command": " ".join(["python", *cmd[1:]]), "exit": done.returncode}
-    if out_json.exists():
+    result: dict = {"command": " ".join(["python benchmarks/reload_latency.py", *cmd[2:]]), "exit": done.returncode}
+    for line in reversed(done.stdout.splitlines()):
         try:
-            result["result"] = json.loads(out_json.read_text())
+            result["result"] = json.loads(line)
+            break
         except ValueError:
-            pass
+            continue
     if "result" not in result:
-        for line in reversed(done.stdout.splitlines()):
-            try:
-                result["result"] = json.loads(line)
-                break
-            except ValueError:
-                continue
-    result["output_tail"] = (done.stdout + done.stderr).splitlines()[-15:]
+        result["skipped"] = f"reload_latency.py gave no JSON (exit {done.returncode})"
+        result["output_tail"] = (done.stdout + done.stderr).splitlines()[-15:]
+        return result
+    r = result["result"]
+    served = r.get("served_within_s") or []
+    bench.log(f"  quiet p99 {r['quiet']['p99']:.2f} ms, during reloads p99 {r['reload']['p99']:.2f} ms, "
+              f"{r['reloads']} reloads, slowest {max(served) if served else float('nan'):.2f} s, "
+              f"failed {r['reload']['failed']}")
     return result
 
 
