@@ -154,11 +154,15 @@ class HealthRegistry:
                 log.warning("stamp %s in panic: too few healthy backends, routing to all of them", name)
             for name in panic_before - self.panic:
                 log.info("stamp %s out of panic", name)
-            by_backend: dict[str, tuple[str, ...]] = {}
-            for name in self.panic:
-                for b in self.stamps[name].backends:
-                    by_backend[b] = by_backend.get(b, ()) + (name,)
-            self._panic_by_backend = by_backend
+            self._index_panic()
+
+    def _index_panic(self) -> None:
+        """backend -> the stamps in panic that list it, for report() to count."""
+        by_backend: dict[str, tuple[str, ...]] = {}
+        for name in self.panic:
+            for b in self.stamps[name].backends:
+                by_backend[b] = by_backend.get(b, ()) + (name,)
+        self._panic_by_backend = by_backend
 
     # -- lifecycle -------------------------------------------------------------------
     def sync(self, snap: Snapshot) -> None:
@@ -173,7 +177,8 @@ class HealthRegistry:
         limits: dict[str, ProbeLimits] = {}
         for s in cfg.stamps:
             for b in s.backends:
-                owners[b] = owners.get(b, ()) + (s.name,)
+                if s.name not in owners.get(b, ()):
+                    owners[b] = owners.get(b, ()) + (s.name,)
                 if s.health.enabled and b not in targets:
                     targets[b] = ProbeSpec(s.health.path, s.health.interval, s.health.timeout)
                     limits[b] = ProbeLimits(s.health.rise, s.health.fall)
@@ -198,6 +203,7 @@ class HealthRegistry:
         self.panic &= set(self.stamps)
         self._routable = {}
         self._recompute(self.stamps)
+        self._index_panic()             # a stamp still in panic may list other backends now
         if self._started:
             self._prober.set_targets(targets)
 

@@ -160,7 +160,8 @@ class RawBackend:
 
 class ScriptedBackend:
     """An aiohttp backend whose answers a test sets: `health` is called for each probe
-    (returns a status), `status` answers every other request. Counts both."""
+    (returns a status), `status` answers every other request. Counts both. With `hold`
+    set, requests wait (counted in `held`) until the test calls release()."""
 
     def __init__(self, name: str, health=lambda n: 200, status: int = 200) -> None:
         self.name = name
@@ -168,6 +169,9 @@ class ScriptedBackend:
         self.status = status
         self.probes = 0
         self.served = 0
+        self.hold = False
+        self.held = 0
+        self._released: asyncio.Event | None = None
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -181,8 +185,13 @@ class ScriptedBackend:
             return web.Response(status=self.health(self.probes))
 
         async def other(request):
+            if self.hold:
+                self.held += 1
+                await self._released.wait()
             self.served += 1
             return web.json_response({"stamp": self.name}, status=self.status)
+
+        self._released = asyncio.Event()
 
         app = web.Application()
         app.router.add_get("/healthz", healthz)
@@ -192,6 +201,9 @@ class ScriptedBackend:
         await web.TCPSite(self.runner, "127.0.0.1", 0).start()
         self.port = self.runner.addresses[0][1]
         return self
+
+    def release(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.call_soon_threadsafe(self._released.set)
 
     async def stop(self) -> None:
         await self.runner.cleanup()

@@ -15,9 +15,10 @@ from router.health.probes import ProbeResult
 A, B, C = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"
 
 
-def snap(backends=(A, B), health=True, outlier="consecutive_failures = 2\nbase_ejection = 0.05"):
+def snap(backends=(A, B), health=True, outlier="consecutive_failures = 2\nbase_ejection = 0.05", panic=0.0):
     text = (f'[routing]\nsources = ["header"]\n[outlier]\n{outlier}\n[[stamps]]\nname = "eu-1"\nregion = "eu"\n'
-            f'backends = {list(backends)!r}\nhealth = {{ enabled = {str(health).lower()} }}\n').replace("'", '"')
+            f'backends = {list(backends)!r}\npanic_threshold = {panic}\n'
+            f'health = {{ enabled = {str(health).lower()} }}\n').replace("'", '"')
     return build_snapshot(load_bytes(text.encode(), fmt="toml", source="test"), loaded_at=0.0)
 
 
@@ -83,3 +84,84 @@ def test_outcomes_for_unknown_backends_are_ignored():
     reg.sync(snap())
     reg.report("192.0.2.9:80", False, "connect")
     assert set(reg.states) == {A, B}
+
+
+def test_panic_counts_attempts_while_in_panic_across_a_swap():
+    D = "10.0.0.4:80"
+    reg = HealthRegistry(CollectorRegistry())
+    s = snap((A, B, C), panic=0.5)
+    reg.sync(s)
+    probe(reg, A, False)
+    probe(reg, B, False)                            # 1 of 3 healthy < 0.5
+    assert reg.healthy_backends(s.stamps["eu-1"]) == (A, B, C) and reg.panic == {"eu-1"}
+    reg.report(A, True)
+    reg.report(C, False, "5xx")
+    assert reg.panic_routed == {"eu-1": 2}
+    s2 = snap((A, B, D), panic=0.5)                 # still 1 of 3, with a new backend
+    reg.sync(s2)
+    reg.report(D, True)
+    reg.report(C, True)                             # gone from the stamp: not counted
+    assert reg.panic_routed == {"eu-1": 3}
+    probe(reg, A, True)
+    probe(reg, A, True)                             # rise: 2 of 3 healthy
+    assert reg.panic == set() and reg.healthy_backends(s2.stamps["eu-1"]) == (A, D)
+    reg.report(A, True)
+    assert reg.panic_routed == {"eu-1": 3}
+
+
+async def _hanging_server():
+    """Accepts, reads, never answers: every probe to it times out."""
+    async def serve(reader, writer):
+        await reader.read(65536)
+        await asyncio.sleep(3600)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def probed(address: str, timeout: float = 0.2):
+    text = (f'[routing]\nsources = ["header"]\n[[stamps]]\nname = "eu-1"\nregion = "eu"\nbackends = ["{address}"]\n'
+            f'health = {{ interval = 0.2, timeout = {timeout}, fall = 1 }}\n')
+    return build_snapshot(load_bytes(text.encode(), fmt="toml", source="test"), loaded_at=0.0)
+
+
+async def _until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_the_first_round_waits_for_a_probe_that_times_out():
+    async def scenario():
+        server, address = await _hanging_server()
+        reg = HealthRegistry(CollectorRegistry())
+        reg.sync(probed(address))
+        await reg.start()
+        assert reg.first_round_done is False
+        await _until(lambda: reg.first_round_done, 0.2 + 2.0, "the first round")
+        assert reg.states[address].probe.value == "down"
+        assert reg._last_probe[address].error == "timeout"
+        await reg.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_first_round_is_bounded_even_when_a_probe_never_ends(monkeypatch):
+    async def stuck(self, url, timeout, loop):
+        await asyncio.sleep(3600)               # overshoots its own timeout, somehow
+
+    monkeypatch.setattr("router.health.probes.Prober._probe", stuck)
+    monkeypatch.setattr("router.health.registry.FIRST_ROUND_GRACE", 0.1)
+
+    async def scenario():
+        reg = HealthRegistry(CollectorRegistry())
+        reg.sync(probed("127.0.0.1:9"))
+        await reg.start()
+        assert reg.first_round_done is False
+        await _until(lambda: reg.first_round_done, 0.2 + 0.1 + 2.0, "the first round's deadline")
+        assert reg._last_probe == {}
+        await reg.close()
+
+    asyncio.run(scenario())

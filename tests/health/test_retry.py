@@ -12,7 +12,7 @@ import pytest
 
 from tests.health.support import RawBackend
 from tests.support.router_proc import stamp
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_until
 
 TENANT = {"X-Tenant-ID": "acme"}
 # Passive ejection would take the failing backend out and hide what these tests look at.
@@ -115,10 +115,12 @@ def test_never_retried_once_the_response_has_begun(raw, backends, router_proc):
     assert len(good.hits("/t")) == 6 - truncated
 
 
-def test_retries_stop_at_the_budget(backends, router_proc):
+def test_retries_stop_at_the_budget(bg, scripted, router_proc):
     """Requests that failed to connect are retried while fewer than max(3, budget x in
-    flight) retries are under way; the retried ones stay in flight on a slow backend."""
-    (slow,) = backends("slow")
+    flight) retries are under way. The retried ones are held at the backend until every
+    request has been answered or held, so none ends early and frees budget."""
+    slow = scripted("slow")
+    slow.hold = True
     dead = f"127.0.0.1:{free_port()}"
     router = router_proc(doc([dead, slow.address], retry={"attempts": 1, "budget": 0.1}))
     n = 12
@@ -127,15 +129,20 @@ def test_retries_stop_at_the_budget(backends, router_proc):
 
     def one():
         barrier.wait()
-        statuses.append(router.request("GET", "/slow?s=2", headers=TENANT, timeout=20)[0])
+        statuses.append(router.request("GET", "/held", headers=TENANT, timeout=30)[0])
 
     threads = [threading.Thread(target=one) for _ in range(n)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(30)
-    retried = router.metric("stamp_router_retries_total", stamp="eu-1")
-    # At most 3 (the floor; 0.1 x 12 is less) retries in flight, and none ended within the window.
+    try:
+        wait_until(lambda: len(statuses) + slow.held == n, 15, message="every request answered or held")
+        retried = router.metric("stamp_router_retries_total", stamp="eu-1")
+    finally:
+        slow.release(bg.loop)
+        for t in threads:
+            t.join(30)
+    # 0.1 x 12 in flight is below the floor of 3: at most 3 retries at once.
     assert 1 <= retried <= 3
     assert statuses.count(502) >= 1
     assert statuses.count(502) + statuses.count(200) == n
+    assert statuses.count(200) == slow.served
