@@ -12,8 +12,8 @@ Rules it keeps:
 - At most `max_entries` entries; the least recently used goes first.
 
 The key is the SHA-256 of the token, not the token: a 100,000-entry cache then holds about
-20 MB rather than the ~100 MB of the tokens themselves, and a hash of that width cannot be
-made to collide. The hit path is one hash, one dict lookup and two comparisons.
+32 MB rather than over 100 MB with the tokens themselves, and a hash of that width cannot
+be made to collide. Hashing costs about a microsecond, mostly OpenSSL's fixed overhead. The hit path is one hash, one dict lookup and two comparisons.
 The runtime owns one cache per [jwt] configuration (a changed issuer, audience or claim
 must not reuse answers given under the old one) and hands it to the source.
 """

@@ -32,6 +32,11 @@ class KeyLoadError(Exception):
 
 
 def config_dir(valid: "ValidConfig") -> str:
+    # A config that came from the control plane or the admin API has no file of its own;
+    # its relative paths are the local config file's (base_dir, when the loader records it).
+    base = getattr(valid, "base_dir", None)
+    if base:
+        return base
     source = valid.source
     return os.path.dirname(source) if os.path.isabs(source) else os.getcwd()
 
