@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from procs import cpu_seconds, peak_rss_mib, pinned, rss_mib
+from procs import cpu_times, peak_rss_mib, pinned, rss_mib
 
 LUA = Path(__file__).resolve().parent / "wrk_bench.lua"
 
@@ -35,11 +35,13 @@ def wrk(port: int, requests_file: Path, *, duration: float, connections: int, th
 def measure(pid: int, port: int, requests_file: Path, *, duration: float, connections: int, threads: int,
             cpus: str | None) -> dict:
     """Run wrk once; report throughput, latency and the proxy's CPU per request."""
-    cpu0 = cpu_seconds(pid)
+    user0, sys0 = cpu_times(pid)
     t0 = time.monotonic()
     res = wrk(port, requests_file, duration=duration, connections=connections, threads=threads, cpus=cpus)
     wall = time.monotonic() - t0
-    cpu = cpu_seconds(pid) - cpu0
+    user1, sys1 = cpu_times(pid)
+    user, system = user1 - user0, sys1 - sys0
+    cpu = user + system
     n = res["requests"]
     secs = res["duration_us"] / 1e6
     errors = sum(res["errors"].values())
@@ -57,6 +59,10 @@ def measure(pid: int, port: int, requests_file: Path, *, duration: float, connec
         # CPU is read around the whole wrk process (start-up and teardown included, a few
         # ms against seconds of load); clock ticks are 10 ms, so rounds last seconds.
         "cpu_us_per_req": cpu / n * 1e6 if n else None,
+        # User time is the proxy's own code (for the router: Python); system time is the
+        # kernel's socket work, which every proxy pays for the same reads and writes.
+        "user_us_per_req": user / n * 1e6 if n else None,
+        "sys_us_per_req": system / n * 1e6 if n else None,
         "cpu_util": cpu / wall if wall else None,
         "rss_mib": rss_mib(pid),
         "peak_rss_mib": peak_rss_mib(pid),

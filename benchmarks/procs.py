@@ -108,12 +108,17 @@ class Procs:
 
 # -- /proc readings --------------------------------------------------------------------
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (all its threads), in seconds."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the whole process (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # After the ")" that ends comm, utime and stime are fields 12 and 13 (0-based 11, 12).
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    user, system = cpu_times(pid)
+    return user + system
 
 
 def status_kib(pid: int, key: str) -> int:

@@ -109,13 +109,14 @@ def markdown(doc: dict) -> str:
         lines += ["", "Scenarios that failed: " + "; ".join(f"{n}: {why}" for n, why in failed.items())]
     if rows(doc):
         lines += ["", "## Routing under load", "",
-                  "| scenario | system | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB | req/s ÷ HAProxy | CPU ÷ HAProxy | spread req/s |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| scenario | system | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | user + sys µs | peak RSS MiB | req/s ÷ HAProxy | CPU ÷ HAProxy | spread req/s |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows(doc):
         errs = f" ({r['errors']:.0f} errors)" if r.get("errors") else ""
         lines.append(
             f"| {r['group']} | {r['series']}{errs} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-            f"{r['p999_ms']:.2f} | {r['cpu_us_per_req']:.1f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['p999_ms']:.2f} | {r['cpu_us_per_req']:.1f} | "
+            f"{_f(r.get('user_us_per_req'), '.0f')} + {_f(r.get('sys_us_per_req'), '.0f')} | {r['peak_rss_mib']:.0f} | "
             f"{_f(r.get('rps_vs_haproxy'), '.2f')} | {_f(r.get('cpu_vs_haproxy'), '.2f')} | "
             f"{_f(r.get('rps_spread'), '.0%')} |")
     checks = bar_checks(doc)

@@ -28,7 +28,7 @@ from systems import (DOMAIN, STAMPS, SYSTEMS, Backend, RouterSystem, Routing, Ru
 
 HERE = Path(__file__).resolve().parent
 GIB = 1024 ** 3
-METRICS = ("rps", "cpu_us_per_req", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "cpu_util",
+METRICS = ("rps", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "cpu_util",
            "errors")
 
 
@@ -147,7 +147,8 @@ def run_entries(bench: Bench, entries: list[Entry], *, stop_after: bool = True) 
             rounds[entry.label].append(res)
             flag = f"  ERRORS {res['errors']} {res['error_detail']}" if res["errors"] else ""
             bench.log(f"  round {r + 1}/{args.rounds} {entry.label:<20} {res['rps']:>9.0f} req/s  "
-                      f"{res['cpu_us_per_req']:>6.1f} us CPU/req  p99 {res['p99_ms']:.2f} ms  "
+                      f"{res['cpu_us_per_req']:>6.1f} us CPU/req ({res['user_us_per_req']:.0f} user + "
+                      f"{res['sys_us_per_req']:.0f} sys)  p99 {res['p99_ms']:.2f} ms  "
                       f"proxy core {100 * res['cpu_util']:.0f}%{flag}")
     out = {}
     for entry in entries:
