@@ -3,10 +3,30 @@
 import http.client
 import json
 import signal
+import socket
 import subprocess
 import sys
 
 from tests.support.servers import free_port, wait_until
+
+
+def free_run(n: int) -> int:
+    """A first port such that it and the next n-1 ports are all free."""
+    for _ in range(100):
+        base = free_port()
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no run of free ports")
 
 
 def get(port, path="/", headers=None):
@@ -20,9 +40,10 @@ def get(port, path="/", headers=None):
 
 
 def test_demo_routes_tenants_to_their_stamps_and_stops_cleanly(tmp_path):
-    port, admin, base = free_port(), free_port(), free_port()
-    while base + 2 in (port, admin) or base + 1 in (port, admin):
-        base = free_port()
+    base = free_run(3)
+    port, admin = free_port(), free_port()
+    while port in range(base, base + 3) or admin in range(base, base + 3):
+        port, admin = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "router", "demo", "--port", str(port), "--admin-port", str(admin),
                              "--base-port", str(base), "--data-dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -31,7 +52,8 @@ def test_demo_routes_tenants_to_their_stamps_and_stops_cleanly(tmp_path):
             try:
                 return get(admin, "/readyz")[0] == 200
             except OSError:
-                assert proc.poll() is None, proc.communicate()
+                if proc.poll() is not None:
+                    raise AssertionError(f"demo exited {proc.returncode}: {proc.communicate()}")
                 return False
         wait_until(ready, 30, message="demo ready")
         status, body = get(port, "/", {"X-Tenant-ID": "acme"})

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from router.errors import STATUS, ErrorKind
 
 PINNED, HASH, GEO, DEFAULT, FAILOVER = "pinned", "hash", "geo", "default", "failover"
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+# A NamedTuple rather than a frozen dataclass: one is built per request, and a frozen
+# dataclass pays object.__setattr__ per field (measured ~4x slower to construct).
+class Decision(NamedTuple):
     tenant: str | None
     source: str | None                # which source yielded the tenant (None: anonymous)
     stamp: str | None                 # the stamp that serves; None when refused

@@ -7,7 +7,6 @@ one and swaps the single reference (router.control). Nothing in it changes after
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from router.core.hashing import key_hash
@@ -34,6 +33,8 @@ class StampView:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    # The mappings are plain dicts, never mutated after build: a MappingProxyType would
+    # add a level of indirection to every lookup on the request path.
     valid: "ValidConfig" = field(repr=False)
     loaded_at: float                 # wall-clock seconds when it was accepted
     stamps: Mapping[str, StampView]
@@ -108,12 +109,12 @@ def build_snapshot(valid: "ValidConfig", *, loaded_at: float,
 
     anonymous = cfg.routing.anonymous
     return Snapshot(
-        valid=valid, loaded_at=loaded_at, stamps=MappingProxyType(stamps), pins=valid.pins,
+        valid=valid, loaded_at=loaded_at, stamps=stamps, pins=valid.pins,
         modes=valid.modes, placement=placement, sources=tuple(sources), subdomain=subdomain,
         unpinned=cfg.routing.unpinned, anonymous=anonymous,
         anonymous_stamp=anonymous[len("stamp:"):] if anonymous.startswith("stamp:") else None,
-        geo_countries=MappingProxyType(countries), geo_default=cfg.geo.default_region,
-        region_stamps=MappingProxyType({r: tuple(v) for r, v in region_stamps.items()}),
+        geo_countries=countries, geo_default=cfg.geo.default_region,
+        region_stamps={r: tuple(v) for r, v in region_stamps.items()},
         strict_hosts=cfg.routing.strict_hosts, retry_after=max(1, round(cfg.routing.retry_after)),
         jwt_in_sources="jwt" in cfg.routing.sources,
     )

@@ -258,8 +258,6 @@ class ClientConnection(asyncio.Protocol):
             ex.upgrade = None
         if ex.chunked and ex.content_length is not None:
             raise RouterError(ErrorKind.BAD_REQUEST, "both Content-Length and Transfer-Encoding")
-        if not ex.chunked and not ex.content_length:
-            ex.replay = []
         self.phase = BUSY
         self.deadline = INF
         self.server.metrics.in_flight += 1

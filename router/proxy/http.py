@@ -46,5 +46,11 @@ def error_response(kind: ErrorKind, message: str, request_id: bytes, *, close: b
     return b"".join(parts)
 
 
-def connection_tokens(value: bytes) -> set[bytes]:
-    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+_COMMON_TOKENS = {b"keep-alive": frozenset((b"keep-alive",)), b"close": frozenset((b"close",))}
+
+
+def connection_tokens(value: bytes) -> frozenset[bytes]:
+    common = _COMMON_TOKENS.get(value.lower())
+    if common is not None:
+        return common
+    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())

@@ -20,6 +20,7 @@ class ProxySettings:
     interest: dict[bytes, int]        # lowercased header name -> H_* index
     tenant_header: bytes              # as sent upstream (configured spelling)
     stamp_header: bytes               # b"" when off
+    stamp_lines: dict[str, bytes]     # stamp -> its ready-made response header line ({} when off)
     connect_timeout: float
     header_timeout: float
     upstream_timeout: float
@@ -48,6 +49,8 @@ def settings_for(snap: Snapshot) -> ProxySettings:
         interest=interest,
         tenant_header=cfg.routing.tenant_header.encode(),
         stamp_header=cfg.routing.stamp_header.encode(),
+        stamp_lines={name: f"{cfg.routing.stamp_header}: {name}\r\n".encode() for name in snap.stamps}
+        if cfg.routing.stamp_header else {},
         connect_timeout=cfg.timeouts.connect,
         header_timeout=cfg.timeouts.request_header,
         upstream_timeout=cfg.timeouts.upstream,

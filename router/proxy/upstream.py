@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from router.config.addresses import parse_hostport
-from router.proxy.http import CRLF, HOP_BY_HOP, connection_tokens
+from router.proxy.http import CRLF, connection_tokens
 
 if TYPE_CHECKING:
     from router.proxy.exchange import Exchange
@@ -24,12 +24,22 @@ if TYPE_CHECKING:
 # Response framings towards the client.
 F_NONE, F_LENGTH, F_CHUNKED, F_RAW_CLOSE = range(4)
 
+# Response fields the relay handles itself; the rest pass through as they came.
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _UPGRADE, _HOP = range(5)
+_special = {
+    b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION, b"upgrade": _UPGRADE,
+    b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP, b"trailer": _HOP,
+    b"proxy-authenticate": _HOP, b"proxy-authorization": _HOP,
+}.get
+_CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
+
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "parser", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
         "status", "reason", "lines", "resp_length", "resp_chunked", "resp_close", "framing",
-        "until_close", "trailers", "in_trailers", "reset_parser", "paused", "closed",
+        "until_close", "trailers", "in_trailers", "reset_parser", "paused", "closed", "resp_conn", "resp_upgrade",
     )
 
     def __init__(self, pool: BackendPool) -> None:
@@ -53,6 +63,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.resp_length: bytes | None = None
         self.resp_chunked = False
         self.resp_close = False
+        self.resp_conn: bytes | None = None
+        self.resp_upgrade: bytes | None = None
         self.framing = F_NONE
         self.until_close = False      # body ends when the backend closes (RFC 9112 6.3 rule 8)
         self.trailers: list[bytes] | None = None
@@ -72,12 +84,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        ex.out = []
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
             ex.upstream_upgraded(self, data[exc.args[0]:])
         except HttpParserError as exc:
+            ex.flush()
             ex.upstream_failed(self, "protocol", f"invalid response from backend: {exc}")
+        else:
+            if ex.out is not None:
+                ex.flush()
         if self.reset_parser:
             self.reset_parser = False
             self.parser = HttpResponseParser(self)
@@ -142,27 +159,37 @@ class UpstreamConnection(asyncio.Protocol):
             if self.trailers is not None:
                 self.trailers.append(name + b": " + value + CRLF)
             return
-        lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"transfer-encoding":
-                self.resp_chunked = value.strip().lower().endswith(b"chunked")
-            elif lname == b"connection":
-                tokens = connection_tokens(value)
-                if b"close" in tokens:
-                    self.resp_close = True
-                if self.parser.get_status_code() == 101:
-                    self.lines.append(name + b": " + value + CRLF)
-            elif lname == b"upgrade" and self.parser.get_status_code() == 101:
-                self.lines.append(name + b": " + value + CRLF)
-            return
-        if lname == b"content-length":
+        kind = _special(name.lower())
+        if kind is None:
+            self.lines.append(name + b": " + value + CRLF)
+        elif kind == _CONTENT_LENGTH:
             self.resp_length = value
-            return
-        self.lines.append(name + b": " + value + CRLF)
+        elif kind == _TRANSFER_ENCODING:
+            self.resp_chunked = value.strip().lower().endswith(b"chunked")
+        elif kind == _CONNECTION:
+            self.resp_conn = value if self.resp_conn is None else self.resp_conn + b", " + value
+        elif kind == _UPGRADE:
+            self.resp_upgrade = value
+        # other hop-by-hop fields end here (RFC 9110 7.6.1)
+
+    def _connection_header(self, status: int) -> None:
+        """Apply the response's Connection header: close, and the fields it names."""
+        tokens = connection_tokens(self.resp_conn)
+        if b"close" in tokens:
+            self.resp_close = True
+        named = tokens - _CONNECTION_OPTIONS
+        if named:
+            self.lines = [ln for ln in self.lines if ln.split(b":", 1)[0].strip().lower() not in named]
+        if status == 101:
+            self.lines.append(b"Connection: " + self.resp_conn + CRLF)
+            if self.resp_upgrade is not None:
+                self.lines.append(b"Upgrade: " + self.resp_upgrade + CRLF)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         self.status = status
+        if self.resp_conn is not None:
+            self._connection_header(status)
         ex = self.exchange
         if 100 <= status < 200 and status != 101:
             ex.interim_response(status, self.reason, self.lines)
@@ -210,9 +237,10 @@ class UpstreamConnection(asyncio.Protocol):
 class BackendPool:
     """Idle keep-alive connections to one backend, and its outstanding request count."""
 
-    __slots__ = ("address", "host", "port", "idle", "outstanding", "max_idle", "retired", "connections")
+    __slots__ = ("address", "host", "port", "idle", "outstanding", "max_idle", "retired", "connections", "loop")
 
-    def __init__(self, address: str, max_idle: int) -> None:
+    def __init__(self, address: str, max_idle: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.address = address
         self.host, self.port = parse_hostport(address)
         self.idle: deque[UpstreamConnection] = deque()
@@ -234,7 +262,7 @@ class BackendPool:
         if self.retired or len(self.idle) >= self.max_idle:
             conn.close()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = self.loop.time()
         conn.reused = True
         self.idle.append(conn)
 
@@ -259,7 +287,8 @@ class BackendPool:
 class Pools:
     """All backend pools, kept across reloads for backends that stay."""
 
-    def __init__(self, max_idle: int, idle_timeout: float) -> None:
+    def __init__(self, max_idle: int, idle_timeout: float, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.pools: dict[str, BackendPool] = {}
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
@@ -267,13 +296,12 @@ class Pools:
     def get(self, address: str) -> BackendPool:
         pool = self.pools.get(address)
         if pool is None:
-            pool = self.pools[address] = BackendPool(address, self.max_idle)
+            pool = self.pools[address] = BackendPool(address, self.max_idle, self.loop)
         return pool
 
     async def connect(self, pool: BackendPool, timeout: float) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(pool), pool.host, pool.port), timeout)
+            self.loop.create_connection(lambda: UpstreamConnection(pool), pool.host, pool.port), timeout)
         pool.connections.add(conn)
         return conn
 

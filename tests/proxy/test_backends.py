@@ -80,7 +80,7 @@ class CloseAfterOneServer:
         return self
 
 
-@pytest.mark.parametrize("method,body", [("GET", None), ("POST", b"payload")])
+@pytest.mark.parametrize("method,body", [("GET", None), ("PUT", b"payload")])
 def test_stale_pooled_connection_is_resent_on_a_fresh_one(bg, router_proc, method, body):
     server = bg.run(CloseAfterOneServer().start())
     router = router_proc({"routing": {"sources": ["header"]},
@@ -91,4 +91,16 @@ def test_stale_pooled_connection_is_resent_on_a_fresh_one(bg, router_proc, metho
     assert len(server.requests) == 4
     if body:
         assert all(r.endswith(b"body=payload") for r in server.requests)
+    server.server.close()
+
+
+def test_complete_post_on_a_dead_pooled_connection_is_not_replayed(bg, router_proc):
+    """The backend may have acted on a POST it read before dying: no silent second copy."""
+    server = bg.run(CloseAfterOneServer().start())
+    router = router_proc({"routing": {"sources": ["header"]},
+                          "stamps": [stamp("eu-1", [f"127.0.0.1:{server.port}"])]})
+    assert router.request("POST", "/first", headers={"X-Tenant-ID": "acme"}, body=b"one")[0] == 200
+    status, _, body = router.request("POST", "/second", headers={"X-Tenant-ID": "acme"}, body=b"two")
+    assert status == 502 and json.loads(body)["kind"] == "upstream_failure"
+    assert len(server.requests) == 1
     server.server.close()

@@ -1,0 +1,114 @@
+"""Python cost of one proxied request, without sockets: the data path's own CPU.
+
+Drives the real protocol objects (ClientConnection, Exchange, UpstreamConnection) with
+in-memory transports: request bytes in, response bytes in, count the time. Syscalls and
+the event loop are left out on purpose, so the figure is stable on a busy machine and
+shows what the Python side costs per request (the part we can optimise).
+
+    .venv/bin/python benchmarks/dataplane_micro.py [--requests 200000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from prometheus_client import CollectorRegistry
+
+from router.config import validate_document
+from router.core.snapshot import build_snapshot
+from router.health import HealthRegistry
+from router.metrics import ProxyMetrics
+from router.proxy.downstream import ClientConnection
+from router.proxy.server import ProxyServer
+from router.proxy.upstream import UpstreamConnection
+from router.state import RouterState
+
+REQUEST = (b"GET /api/items?id=42 HTTP/1.1\r\nHost: acme.stamps.test\r\nUser-Agent: wrk\r\n"
+           b"Accept: */*\r\nX-Tenant-ID: acme\r\n\r\n")
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 26 Nov 2026 05:00:00 GMT\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+
+
+class MemTransport:
+    def __init__(self) -> None:
+        self.written = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+
+async def run(n: int, profile: bool) -> None:
+    doc = {
+        "routing": {"sources": ["header"], "domains": ["stamps.test"]},
+        "stamps": [{"name": "eu-1", "region": "eu", "backends": ["127.0.0.1:9"], "health": {"enabled": False}}],
+        "tenants": {"acme": "eu-1"},
+    }
+    valid = validate_document(doc, source="micro")
+    registry = CollectorRegistry()
+    health = HealthRegistry(registry)
+    state = RouterState(build_snapshot(valid, loaded_at=time.time()), health)
+    metrics = ProxyMetrics(registry, lambda: {})
+    server = ProxyServer(state, metrics)
+    pool = server.pools.get("127.0.0.1:9")
+    upstream = UpstreamConnection(pool)
+    upstream.connection_made(MemTransport())
+    pool.put(upstream)
+    client = ClientConnection(server)
+    client.connection_made(MemTransport())
+
+    def one() -> None:
+        client.data_received(REQUEST)
+        upstream.data_received(RESPONSE)
+
+    for _ in range(2000):
+        one()
+    if profile:
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(n // 4):
+            one()
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        return
+    t0 = time.process_time()
+    for _ in range(n):
+        one()
+    dt = time.process_time() - t0
+    assert client.transport.written > 0 and metrics.stamp("eu-1").codes[2] >= n
+    print(f"{n} requests: {dt / n * 1e6:.2f} us of Python CPU per proxied request (no syscalls)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200000)
+    parser.add_argument("--profile", action="store_true", help="cProfile the loop instead of timing it")
+    args = parser.parse_args()
+    import uvloop
+    uvloop.install()  # as in `serve`: loop.time() and friends are C there
+    asyncio.run(run(args.requests, args.profile))
+
+
+if __name__ == "__main__":
+    main()
