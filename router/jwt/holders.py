@@ -81,8 +81,12 @@ class KeyHolder:
 
     async def load(self) -> None:
         """The first load; raises KeyLoadError when no keys could be had."""
-        if not await self.refresh():
+        if not await self.refresh() and not await self.fallback():
             raise KeyLoadError(f"jwt.{self.kind}", self.last_result.removeprefix("error: "))
+
+    async def fallback(self) -> bool:
+        """Keys from somewhere other than the source, when a first load failed (subclasses)."""
+        return False
 
     def start(self, tasks: Tasks) -> None:
         if self._task is None:

@@ -34,7 +34,7 @@ from router.core.sources import TenantSource
 from router.errors import ConfigError
 from router.jwt.holders import FileKeys, KeyHolder
 from router.jwt.jwks import JwksManager
-from router.jwt.keyfiles import KeyLoadError, file_source
+from router.jwt.keyfiles import KeyLoadError, file_source, resolve_path
 from router.jwt.metrics import JwtMetrics
 from router.jwt.tasks import Tasks
 
@@ -88,7 +88,7 @@ class JwtRuntime:
         hid = holder_id(valid, jwt)
         holder = self._holders.get(hid)
         if holder is None:
-            holder = self._new_holder(hid, jwt)
+            holder = self._new_holder(hid, jwt, valid)
             try:
                 await holder.load()
             except KeyLoadError as exc:
@@ -152,11 +152,12 @@ class JwtRuntime:
 
     # -- internals
 
-    def _new_holder(self, hid: HolderId, jwt: "Jwt") -> KeyHolder:
+    def _new_holder(self, hid: HolderId, jwt: "Jwt", valid: "ValidConfig") -> KeyHolder:
         if hid[0] == "jwks_url":
             if self._session is None:
                 self._session = aiohttp.ClientSession(headers={"User-Agent": "stamp-router"})
-            return JwksManager(hid[1], jwt, self.metrics, self._session)
+            state_dir = resolve_path(valid, valid.config.control.state_dir)
+            return JwksManager(hid[1], jwt, self.metrics, self._session, state_dir=state_dir)
         return FileKeys(hid[0], hid[1], jwt, self.metrics)
 
     def _cache_for(self, jwt: "Jwt", hid: HolderId) -> TokenCache | None:

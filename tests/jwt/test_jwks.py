@@ -12,6 +12,7 @@ import gc
 import os
 
 import aiohttp
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -425,3 +426,51 @@ async def test_close_right_after_an_unknown_kid_woke_the_refresher_returns():
     async with asyncio.timeout(10):
         await rt.close()
     await server.stop()
+
+
+@run
+async def test_a_restart_while_the_jwks_url_is_down_serves_the_saved_copy(tmp_path):
+    server = await JwksServer(public_jwk(rsa_key("k1"), "k1")).start()
+    state = f'\n[control]\nstate_dir = "{tmp_path}/state"\n'
+    first, _, _, _ = await runtime_with(server, state)
+    await first.close()
+    server.status = 503
+    registry = CollectorRegistry()
+    rt = JwtRuntime(registry)
+    try:
+        valid = url_config(server.url, state)
+        await rt.prepare(valid)
+        assert rt.ready
+        snap = build_snapshot(valid, loaded_at=NOW, extra_sources={"jwt": rt.source_factory})
+        assert decide(bearer(token()), snap, ALL_HEALTHY, NOW).tenant == "acme"
+        (src,) = rt.status()["key_sources"]
+        assert "HTTP 503" in src["last_result"] and "serving the copy saved" in src["last_result"]
+        assert metric(registry, "stamp_router_jwks_refresh_total", source=f"jwks_url {server.url}", result="error") == 1
+        server.status = 200
+        server.publish(public_jwk(rsa_key("k2"), "k2"))
+        (holder,) = rt._holders.values()
+        assert await holder.refresh()          # what the refresher's early retry does
+        assert decide(bearer(token(rsa_key("k2"), kid="k2")), snap, ALL_HEALTHY, NOW).ok
+    finally:
+        await rt.close()
+        await server.stop()
+
+
+@run
+async def test_a_saved_copy_older_than_jwks_max_refresh_is_not_used(tmp_path):
+    server = await JwksServer(public_jwk(rsa_key("k1"), "k1")).start()
+    state = f'\n[control]\nstate_dir = "{tmp_path}/state"\n'
+    first, _, _, _ = await runtime_with(server, state)
+    await first.close()
+    (saved,) = (tmp_path / "state" / "jwks").iterdir()
+    record = orjson.loads(saved.read_bytes())
+    saved.write_bytes(orjson.dumps({**record, "saved_at": record["saved_at"] - 86401}))
+    server.status = 503
+    rt = JwtRuntime(CollectorRegistry())
+    try:
+        with pytest.raises(ConfigError) as info:
+            await rt.prepare(url_config(server.url, state))
+        assert "more than jwks_max_refresh" in info.value.errors[0][1]
+    finally:
+        await rt.close()
+        await server.stop()
