@@ -428,13 +428,19 @@ async def test_close_right_after_an_unknown_kid_woke_the_refresher_returns():
     await server.stop()
 
 
-@run
-async def test_a_restart_while_the_jwks_url_is_down_serves_the_saved_copy(tmp_path):
+async def saved_then_down(tmp_path):
+    """A router ran once with the JWKS reachable (and saved it), then the URL went down."""
     server = await JwksServer(public_jwk(rsa_key("k1"), "k1")).start()
     state = f'\n[control]\nstate_dir = "{tmp_path}/state"\n'
     first, _, _, _ = await runtime_with(server, state)
     await first.close()
     server.status = 503
+    return server, state
+
+
+@run
+async def test_a_restart_while_the_jwks_url_is_down_serves_the_saved_copy(tmp_path):
+    server, state = await saved_then_down(tmp_path)
     registry = CollectorRegistry()
     rt = JwtRuntime(registry)
     try:
@@ -458,14 +464,10 @@ async def test_a_restart_while_the_jwks_url_is_down_serves_the_saved_copy(tmp_pa
 
 @run
 async def test_a_saved_copy_older_than_jwks_max_refresh_is_not_used(tmp_path):
-    server = await JwksServer(public_jwk(rsa_key("k1"), "k1")).start()
-    state = f'\n[control]\nstate_dir = "{tmp_path}/state"\n'
-    first, _, _, _ = await runtime_with(server, state)
-    await first.close()
+    server, state = await saved_then_down(tmp_path)
     (saved,) = (tmp_path / "state" / "jwks").iterdir()
     record = orjson.loads(saved.read_bytes())
     saved.write_bytes(orjson.dumps({**record, "saved_at": record["saved_at"] - 86401}))
-    server.status = 503
     rt = JwtRuntime(CollectorRegistry())
     try:
         with pytest.raises(ConfigError) as info:
