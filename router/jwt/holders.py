@@ -57,6 +57,7 @@ class KeyHolder:
         self.metrics = metrics
         self.clock, self.wall = clock, wall
         self.next_delay = jwt.jwks_refresh
+        self.next_at: float | None = None      # wall time the refresher wakes next
         self.failures = 0
         self.last_attempt: float | None = None
         self.last_success: float | None = None
@@ -129,8 +130,12 @@ class KeyHolder:
             self._succeeded("ok")
             for reason in result.skipped:
                 log.warning("jwt keys: %s: skipped %s", self.label, reason)
-        self.next_delay = self.delay_after_success()
+        self._schedule(self.delay_after_success())
         return True
+
+    def _schedule(self, delay: float) -> None:
+        self.next_delay = delay
+        self.next_at = self.wall() + delay
 
     def _succeeded(self, result: str) -> None:
         self.last_success = self.last_attempt
@@ -145,8 +150,7 @@ class KeyHolder:
         held = "keeping the keys held" if self.keyref.current is not None else "no keys held"
         log.warning("jwt keys: %s: %s (%s)", self.label, message, held)
         normal = self.delay_after_success()
-        self.next_delay = min(normal, self.jwt.jwks_min_refresh,
-                              FAILURE_RETRY_FIRST * 2 ** min(self.failures - 1, 16))
+        self._schedule(min(normal, self.jwt.jwks_min_refresh, FAILURE_RETRY_FIRST * 2 ** min(self.failures - 1, 16)))
         return False
 
     # -- called from the request path (the jwt source), so it must stay cheap and sync
@@ -172,7 +176,7 @@ class KeyHolder:
             "last_success": self.last_success,
             "last_result": self.last_result,
             "consecutive_failures": self.failures,
-            "next_refresh_in": self.next_delay,
+            "next_refresh_at": self.next_at,
         }
 
 
