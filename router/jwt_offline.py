@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
-from router.core.jwt_keys import KeyRef, KeySet
+from router.core.jwt_keys import KeySet
 from router.core.jwt_source import JwtSource
 from router.core.snapshot import SourceFactory
 from router.jwt.jwks import redact
@@ -57,13 +57,28 @@ def load_keys(valid: "ValidConfig") -> KeySet:
     return read_key_file(*found, jwt)
 
 
+class _KeysOnFirstUse:
+    """A KeyRef that loads on first use: `route --tenant` on a config with a jwks_url must
+    not need the identity provider, since no token is looked at."""
+
+    def __init__(self, valid: "ValidConfig") -> None:
+        self._valid = valid
+        self._keys: KeySet | None = None
+
+    @property
+    def current(self) -> KeySet:
+        if self._keys is None:
+            try:
+                self._keys = load_keys(self._valid)
+            except KeyLoadError as exc:
+                raise SystemExit(f"stamp-router route: {exc.field}: {exc.message}") from None
+        return self._keys
+
+
 def offline_jwt_sources(valid: "ValidConfig") -> dict[str, SourceFactory]:
     cfg = valid.config
     if cfg.jwt is None or "jwt" not in cfg.routing.sources:
         print("note: \"jwt\" is not in routing.sources, so a token plays no part in routing", file=sys.stderr)
         return {}
-    try:
-        keys = KeyRef(load_keys(valid))
-    except KeyLoadError as exc:
-        raise SystemExit(f"stamp-router route: {exc.field}: {exc.message}") from None
+    keys = _KeysOnFirstUse(valid)
     return {"jwt": lambda v: JwtSource(v.config.jwt, keys)}

@@ -89,3 +89,11 @@ def test_a_token_where_jwt_is_not_a_source_is_noted(capsys, tmp_path):
     code = main(["route", "-c", str(path), "--token", live_token()])
     assert code != 0
     assert "plays no part in routing" in capsys.readouterr().err
+
+
+def test_routing_by_tenant_does_not_need_the_identity_provider(capsys, tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_text(jwt_config_text('jwks_url = "http://127.0.0.1:9/jwks.json"'))
+    assert main(["route", "-c", str(path), "--tenant", "acme"]) == 0
+    out = orjson.loads(capsys.readouterr().out)
+    assert out["tenant"] == "acme" and out["considered"][0] == "jwt: no Authorization header"
