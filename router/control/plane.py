@@ -61,7 +61,7 @@ class ControlPlane:
             self.poller = HttpPoller(lambda: self.bootstrap.control,
                                      lambda: read_token(self.bootstrap, self.bootstrap.control.token_file),
                                      self._on_document, self._count_poll)
-            self.poller.etag = start.etag
+            self.poller.etag, self.poller.last_body = start.etag, start.body
         self.watcher = None
         if control.watch_file:
             self.watcher = FileWatcher(self._watched, lambda: self.bootstrap.control.watch_interval, self.reload_file)
@@ -151,6 +151,9 @@ class ControlPlane:
 
     def _adopt_bootstrap(self, bootstrap: Bootstrap) -> None:
         old, self.bootstrap = self.bootstrap, bootstrap
+        if bool(old.control.url) != bool(bootstrap.control.url):
+            log.warning("control.url was %s: switching between a file config and a control plane "
+                        "takes effect at the next restart", "set" if bootstrap.control.url else "removed")
         for section, name in RESTART_FIELDS:
             before, after = getattr(getattr(old, section), name), getattr(getattr(bootstrap, section), name)
             if before != after:

@@ -17,7 +17,7 @@ import sys
 from types import MappingProxyType
 from typing import Any, Callable, Coroutine
 
-from router.control.bulk import drain
+from router.control.bulk import busy_worker, drain
 
 log = logging.getLogger("stamp_router.control")
 
@@ -61,7 +61,8 @@ class Reaper:
             await asyncio.sleep(POLL)
         table = holder.pop()
         try:
-            await asyncio.to_thread(drain, table)
+            with busy_worker():
+                await asyncio.to_thread(drain, table)
             self.reaped += 1
         except Exception:  # noqa: BLE001 - freeing memory must never take the router down
             log.exception("reaping a retired pin table failed")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from router.config import ConfigError, ValidConfig
 from router.config.schema import Control
+from router.control.bulk import busy_worker
 from router.control.candidate import Bootstrap, Candidate, prepare
 from router.control.guard import DropPlan, plan_drop
 from router.control.lkg import JOURNAL_COMPACT, LkgStore, lkg_meta
@@ -113,33 +114,37 @@ class Reloader:
     # -- full candidates ---------------------------------------------------------------
     async def submit(self, cand: Candidate, *, overlay: bool) -> ReloadResult:
         async with self._lock:
-            started = time.monotonic()
-            try:
-                valid, ignored = await asyncio.to_thread(prepare, cand, self._bootstrap(), overlay=overlay)
-            except ConfigError as exc:
-                return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
-            if valid.digest == self.origin.digest:
-                # The source says what it said before (or what the last known good was
-                # taken from): pushes made since stay.
-                return self._record(ReloadResult(UNCHANGED, cand.kind, version=self.current.version,
-                                                 digest=self.current.digest, ignored=ignored), started)
-            current = self.current
-            plan = await asyncio.to_thread(plan_drop, current.pins, valid.pins,
-                                           {s.name for s in current.config.stamps},
-                                           {s.name for s in valid.config.stamps}, self.settings.max_drop_fraction)
-            if plan.unsafe and not cand.force:
-                return self.refuse(ReloadResult(UNSAFE, cand.kind, plan=plan, ignored=ignored), started)
-            try:
-                await self.router.apply(valid)
-            except ConfigError as exc:
-                return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
-            self.origin = Origin(digest=valid.digest, version=valid.version)
-            result = ReloadResult(APPLIED, cand.kind, version=valid.version, digest=valid.digest,
-                                  plan=plan, ignored=ignored)
-            self._record(result, started)
-            result.persisted = await self.persist(valid)
-            self.reaper.retire(current)
-            return result
+            with busy_worker():
+                return await self._submit(cand, overlay)
+
+    async def _submit(self, cand: Candidate, overlay: bool) -> ReloadResult:
+        started = time.monotonic()
+        try:
+            valid, ignored = await asyncio.to_thread(prepare, cand, self._bootstrap(), overlay=overlay)
+        except ConfigError as exc:
+            return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
+        if valid.digest == self.origin.digest:
+            # The source says what it said before (or what the last known good was
+            # taken from): pushes made since stay.
+            return self._record(ReloadResult(UNCHANGED, cand.kind, version=self.current.version,
+                                             digest=self.current.digest, ignored=ignored), started)
+        current = self.current
+        plan = await asyncio.to_thread(plan_drop, current.pins, valid.pins,
+                                       {s.name for s in current.config.stamps},
+                                       {s.name for s in valid.config.stamps}, self.settings.max_drop_fraction)
+        if plan.unsafe and not cand.force:
+            return self.refuse(ReloadResult(UNSAFE, cand.kind, plan=plan, ignored=ignored), started)
+        try:
+            await self.router.apply(valid)
+        except ConfigError as exc:
+            return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
+        self.origin = Origin(digest=valid.digest, version=valid.version)
+        result = ReloadResult(APPLIED, cand.kind, version=valid.version, digest=valid.digest,
+                              plan=plan, ignored=ignored)
+        self._record(result, started)
+        result.persisted = await self.persist(valid)
+        self.reaper.retire(current)
+        return result
 
     async def rebase(self, valid: ValidConfig, source: str) -> ReloadResult:
         """Serve `valid`, derived from the current config without new routing content

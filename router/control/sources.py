@@ -8,6 +8,7 @@ plane down) leaves the config being served as it is.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import random
@@ -125,6 +126,7 @@ class HttpPoller:
         self._on_document = on_document
         self._on_poll = on_poll
         self.etag: str | None = None
+        self.last_body: bytes | None = None
         self.failures = 0
         self.last_error = ""
         self._session: aiohttp.ClientSession | None = None
@@ -176,6 +178,12 @@ class HttpPoller:
             self.failures, self.last_error = 0, ""
         if fetched.status == "changed":
             self.etag = fetched.etag
+            # Without ETags every poll is a 200: the same bytes are not judged again.
+            digest = hashlib.sha256(fetched.data).digest()
+            if digest == self.last_body:
+                self._on_poll("unchanged")
+                return fetched
+            self.last_body = digest
             await self._on_document(fetched)
         else:
             self._on_poll(fetched.status)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ class Start:
     origin: Origin
     last: ReloadResult
     persist: bool                     # save it as the LKG once serving (it is not the LKG)
-    etag: str | None = None
+    etag: str | None = None           # of the control plane's document read at start
+    body: bytes | None = None         # its sha256
     warnings: list[str] = field(default_factory=list)
     seen: dict[str, tuple | None] = field(default_factory=dict)   # file fingerprints before reading
 
@@ -62,7 +64,7 @@ async def choose_start(config_path: str) -> Start:
     warnings: list[str] = []
     kind = "url" if bootstrap.control.url else "file"
 
-    etag = None
+    etag = body = None
     primary, errors = None, []
     if bootstrap.control.url:
         poller = HttpPoller(lambda: bootstrap.control, lambda: read_token(bootstrap, bootstrap.control.token_file),
@@ -72,7 +74,7 @@ async def choose_start(config_path: str) -> Start:
         finally:
             await poller.close()
         if fetched.status == "changed":
-            etag = fetched.etag
+            etag, body = fetched.etag, hashlib.sha256(fetched.data).digest()
             primary, errors = _try(Candidate("url", bootstrap.control.url, fetched.data,
                                              sniff_format(fetched.data, fetched.content_type)), bootstrap, overlay=True)
         else:
@@ -88,46 +90,44 @@ async def choose_start(config_path: str) -> Start:
     except (ValueError, ConfigError) as exc:
         warnings.append(f"the last known good config in {store.dir} cannot be used: {exc}")
 
+    def start(valid: ValidConfig, origin: Origin, last: ReloadResult, *, persist: bool) -> Start:
+        return Start(valid, bootstrap, store, origin, last, persist=persist, etag=etag, body=body,
+                     warnings=warnings, seen=seen)
+
     if primary is not None:
-        if lkg is not None and lkg_origin_is(lkg, primary):
-            valid, origin = lkg          # the source is unchanged since: keep the pushes made on top
-            return Start(valid, bootstrap, store, origin, _result(APPLIED, kind, valid), persist=False,
-                         etag=etag, warnings=warnings, seen=seen)
         if lkg is not None:
-            valid, origin = lkg
-            plan = plan_drop(valid.pins, primary.pins, {s.name for s in valid.config.stamps},
+            lkg_valid, lkg_origin = lkg
+            if lkg_origin.digest == primary.digest:
+                # The source still serves what the LKG was taken from: keep the pushes made since.
+                return start(lkg_valid, lkg_origin, _result(APPLIED, kind, lkg_valid), persist=False)
+            plan = plan_drop(lkg_valid.pins, primary.pins, {s.name for s in lkg_valid.config.stamps},
                              {s.name for s in primary.config.stamps}, bootstrap.control.max_drop_fraction)
             if plan.unsafe:
                 warnings.append("the configured source's config " + "; ".join(plan.reasons())
                                 + "; starting from the last known good (push it with force to apply it)")
-                origin.lkg = True
-                return Start(valid, bootstrap, store, origin, dataclasses.replace(_result(UNSAFE, kind), plan=plan),
-                             persist=False, etag=etag, warnings=warnings, seen=seen)
-        return Start(primary, bootstrap, store, Origin(digest=primary.digest, version=primary.version),
-                     _result(APPLIED, kind, primary), persist=True, etag=etag, warnings=warnings, seen=seen)
+                lkg_origin.lkg = True
+                return start(lkg_valid, lkg_origin, dataclasses.replace(_result(UNSAFE, kind), plan=plan),
+                             persist=False)
+        return start(primary, Origin(digest=primary.digest, version=primary.version),
+                     _result(APPLIED, kind, primary), persist=True)
 
     failed = _result(INVALID, kind, errors=errors)
     if lkg is not None:
-        valid, origin = lkg
-        origin.lkg = True
-        warnings.append(f"starting from the last known good config (version {valid.version}); "
+        lkg_valid, lkg_origin = lkg
+        lkg_origin.lkg = True
+        warnings.append(f"starting from the last known good config (version {lkg_valid.version}); "
                         f"the {'control plane' if kind == 'url' else 'config file'} gave none: "
                         + "; ".join(f"{p or '(document)'}: {m}" for p, m in errors[:10]))
-        return Start(valid, bootstrap, store, origin, failed, persist=False, etag=etag, warnings=warnings, seen=seen)
+        return start(lkg_valid, lkg_origin, failed, persist=False)
     if kind == "url" and bootstrap.has_routing:
         seed, seed_errors = _try(Candidate("file", bootstrap.path, bootstrap.data, format_of(bootstrap.path)),
                                  bootstrap, overlay=False)
         if seed is not None:
             warnings.append("the control plane gave no config and there is no last known good; "
                             "starting from the routing config in the local file")
-            return Start(seed, bootstrap, store, Origin(digest=seed.digest, version=seed.version), failed,
-                         persist=True, etag=etag, warnings=warnings, seen=seen)
+            return start(seed, Origin(digest=seed.digest, version=seed.version), failed, persist=True)
         errors = errors + seed_errors
     raise ConfigError(errors)
-
-
-def lkg_origin_is(lkg: tuple[ValidConfig, Origin], primary: ValidConfig) -> bool:
-    return lkg[1].digest == primary.digest
 
 
 def _try(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool):

@@ -36,6 +36,8 @@ def test_slices_union_is_the_whole_parse(table, size, indent):
 
 @pytest.mark.parametrize("text", [
     '{"a": "x", "b": "y",}',           # trailing comma
+    '\f{"a": "x", "b": "y"}',          # form feed is whitespace to Python, not to JSON
+    '{"a": "x", "b": "y"}\v',
     '{"a": "x" "b": "y"}',             # missing comma
     '{"a": "x", "b": }',
     '{"a": "x", "b": "y"} trailing',
@@ -50,15 +52,16 @@ def test_a_syntax_error_comes_out_as_orjson_words_it(text):
     assert str(parts.value) == str(whole.value)
 
 
-@pytest.mark.parametrize("text", ['["a", "b"]', '"eu-1"', "5", " { } "])
+@pytest.mark.parametrize("text", ['["a", "b"]', '"eu-1"', "5", " { } ", "{}"])
 def test_anything_but_a_plain_object_is_parsed_whole(text):
     assert list(iter_object_slices(text.encode(), 1)) == [orjson.loads(text)]
 
 
-def test_a_large_table_comes_in_many_slices():
+@pytest.mark.parametrize("pad", [b"", b"\n", b" \r\n\t" * 2000])
+def test_a_large_table_comes_in_many_slices(pad):
     table = {f"tenant-{i}": f"eu-{i % 3}" for i in range(20000)}
-    parts = list(iter_object_slices(orjson.dumps(table)))
-    assert len(parts) > 5
+    parts = list(iter_object_slices(pad + orjson.dumps(table) + pad))
+    assert len(parts) > 5 or len(pad) > 4096      # over 4 KiB of trailing space: parsed whole
     assert {k: v for p in parts for k, v in p.items()} == table
 
 
