@@ -39,3 +39,12 @@ _near_alphabet = st.text(alphabet=st.sampled_from("aZ09._-\n \t/é"), max_size=6
 @given(st.lists(_near_alphabet, max_size=5))
 def test_bulk_check_agrees_with_one_by_one(ids):
     assert all_valid_tenants(ids) == all(is_valid_tenant(t) for t in ids)
+
+
+@pytest.mark.parametrize("bad", ["", "bad id", "x" * 129, "a\nb"])
+@pytest.mark.parametrize("at", [0, 16383, 16384, 40000])
+def test_bulk_check_finds_a_bad_id_anywhere_in_a_long_list(bad, at):
+    ids = [f"t{i}" for i in range(50000)]
+    assert all_valid_tenants(ids)
+    ids[at] = bad
+    assert not all_valid_tenants(ids)
