@@ -72,7 +72,7 @@ def _unb64(part: str) -> bytes:
 
 def _shown(value: Any, limit: int = 40) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "...'"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class Invalid(TenantRejected):
