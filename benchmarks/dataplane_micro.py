@@ -57,7 +57,7 @@ class MemTransport:
         return ("127.0.0.1", 40000) if name == "peername" else default
 
 
-async def run(n: int, profile: bool) -> None:
+async def run(n: int, profile: bool, warmup: int) -> None:
     doc = {
         "routing": {"sources": ["header"], "domains": ["stamps.test"]},
         "stamps": [{"name": "eu-1", "region": "eu", "backends": ["127.0.0.1:9"], "health": {"enabled": False}}],
@@ -80,7 +80,7 @@ async def run(n: int, profile: bool) -> None:
         client.data_received(REQUEST)
         upstream.data_received(RESPONSE)
 
-    for _ in range(2000):
+    for _ in range(warmup):
         one()
     if profile:
         import cProfile
@@ -104,10 +104,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200000)
     parser.add_argument("--profile", action="store_true", help="cProfile the loop instead of timing it")
+    parser.add_argument("--warmup", type=int, default=2000)
     args = parser.parse_args()
     import uvloop
     uvloop.install()  # as in `serve`: loop.time() and friends are C there
-    asyncio.run(run(args.requests, args.profile))
+    asyncio.run(run(args.requests, args.profile, args.warmup))
 
 
 if __name__ == "__main__":

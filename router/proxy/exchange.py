@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from router.core.decide import decide
 from router.errors import STATUS, ErrorKind
-from router.proxy.http import CRLF, connection_tokens, error_response
+from router.proxy.http import CRLF, connection_tokens, error_response, status_line
 from router.proxy.upstream import F_CHUNKED, F_LENGTH, F_NONE, F_RAW_CLOSE, BackendPool, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -295,9 +295,9 @@ class Exchange:
         conn.release(reusable)
 
     # -- response side (called by UpstreamConnection) --------------------------------------
-    def interim_response(self, status: int, reason: bytes, lines: list[bytes]) -> None:
+    def interim_response(self, status: int, lines: list[bytes]) -> None:
         if not self.http10 and not self.finished:
-            self._cw(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, reason, b"".join(lines)))
+            self._cw(status_line(status) + b"".join(lines) + CRLF)
 
     def response_head(self, conn: UpstreamConnection, status: int) -> None:
         self.status = status
@@ -321,7 +321,9 @@ class Exchange:
         self.framing = framing
         self.close_after = close
         parts = conn.lines
-        parts.insert(0, b"HTTP/1.1 %d %b\r\n" % (status, conn.reason))
+        # The standard reason phrase, not the backend's: clients ignore it (RFC 9112 4),
+        # and taking it from a table spares a parser callback per response.
+        parts.insert(0, status_line(status))
         if length is not None and framing != F_CHUNKED and framing != F_RAW_CLOSE:
             parts.append(b"Content-Length: " + length + CRLF)
         elif framing == F_CHUNKED:

@@ -24,8 +24,12 @@ REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 CRLF = b"\r\n"
 
 
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
+
+
 def status_line(status: int) -> bytes:
-    return b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))
+    line = _STATUS_LINES.get(status)
+    return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
 
 
 def error_response(kind: ErrorKind, message: str, request_id: bytes, *, close: bool,

@@ -38,7 +38,7 @@ _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "parser", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
-        "status", "reason", "lines", "resp_length", "resp_chunked", "resp_close", "framing",
+        "status", "lines", "resp_length", "resp_chunked", "resp_close", "framing",
         "until_close", "trailers", "in_trailers", "reset_parser", "paused", "closed", "resp_conn", "resp_upgrade",
     )
 
@@ -58,7 +58,6 @@ class UpstreamConnection(asyncio.Protocol):
     def _reset_response(self) -> None:
         self.got_bytes = False
         self.status = 0
-        self.reason = b""
         self.lines: list[bytes] = []
         self.resp_length: bytes | None = None
         self.resp_chunked = False
@@ -151,9 +150,6 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.close()
 
     # -- httptools callbacks (response) ---------------------------------------------------
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.in_trailers:
             if self.trailers is not None:
@@ -192,8 +188,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._connection_header(status)
         ex = self.exchange
         if 100 <= status < 200 and status != 101:
-            ex.interim_response(status, self.reason, self.lines)
-            self.reason = b""
+            ex.interim_response(status, self.lines)
             self.lines = []
             return
         self.in_trailers = True
