@@ -214,6 +214,9 @@ class ClientConnection(asyncio.Protocol):
                 raise RouterError(ErrorKind.BAD_REQUEST, "more than one tenant header")
             ex.tenant_header = value.decode("latin-1")
         elif kind == H_AUTH:
+            # Routing reads one token and the backend would see all: refuse the ambiguity.
+            if ex.authorization is not None:
+                raise RouterError(ErrorKind.BAD_REQUEST, "more than one Authorization header")
             ex.authorization = value.decode("latin-1")
             ex.lines.append(name + b": " + value + CRLF)
         elif kind == H_GEO:

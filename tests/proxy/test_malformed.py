@@ -34,6 +34,8 @@ CASES = {
     "bare LF line endings": (b"GET / HTTP/1.1\nHost: a.example\nX-Tenant-ID: acme\n\n", 400),
     "two Host headers": (b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nX-Tenant-ID: acme\r\n\r\n", 400),
     "two tenant headers": (b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Tenant-ID: acme\r\nX-Tenant-ID: evil\r\n\r\n", 400),
+    "two Authorization headers": (b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Tenant-ID: acme\r\n"
+                                  b"Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400),
     "HTTP/2.0 in an HTTP/1 request line": (b"GET / HTTP/2.0\r\nHost: a.example\r\nX-Tenant-ID: acme\r\n\r\n", 400),
     "over-long header block": (b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Tenant-ID: acme\r\n"
                                + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 1000) for i in range(8)) + b"\r\n", 431),
