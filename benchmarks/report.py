@@ -142,6 +142,13 @@ def markdown(doc: dict) -> str:
                     lines.append(f"| {name} | {d} | {'yes' if x['ok'] else 'NO'} | {x['mib_s']:.0f} | "
                                  f"{x['rss_before_mib']:.0f} | {x['rss_peak_mib']:.0f} | {x['rss_growth_mib']:.1f} | "
                                  f"{x['cpu_s_per_gib']:.2f} |")
+    sysc = doc["scenarios"].get("syscalls")
+    if sysc and sysc.get("results"):
+        lines += ["", "## System calls per request (strace -c, header routing)", "",
+                  "| system | total | per request |", "|---|---:|---|"]
+        for name, r in sysc["results"].items():
+            lines.append(f"| {name} | {r['total_per_request']:.2f} | "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in r["per_request"].items()) + " |")
     reload = doc["scenarios"].get("reload")
     if reload:
         lines += ["", "## Latency during full table reloads (benchmarks/reload_latency.py)", ""]

@@ -27,7 +27,7 @@ import report  # noqa: E402
 from procs import Procs, ToolMissing, machine, require  # noqa: E402
 from scenarios import SCENARIOS, Bench  # noqa: E402
 
-DEFAULT_SCENARIOS = ("header", "subdomain", "jwt", "pins", "bodies", "reload", "profile")
+DEFAULT_SCENARIOS = ("header", "subdomain", "jwt", "pins", "bodies", "reload", "syscalls", "profile")
 
 
 def parse_size(text: str) -> int:

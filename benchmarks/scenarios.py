@@ -407,6 +407,46 @@ def scenario_profile(bench: Bench) -> dict:
     return out
 
 
+def scenario_syscalls(bench: Bench) -> dict:
+    """System calls per request under the header load, counted by strace -c: whether the
+    router asks the kernel for more than HAProxy does for the same routing."""
+    import shutil
+    if shutil.which("strace") is None:
+        return {"skipped": "strace is not installed (apt-get install strace)"}
+    table = bench.table(100)
+    requests = write_requests(bench.tmp / "req-syscalls.txt", [[("X-Tenant-ID", tenant_id(i))] for i in range(100)])
+    routing = Routing("header", table, bench.backend.addresses)
+    out = {"description": "strace -c -f on each proxy during 4 s of the header load (strace slows the proxy; "
+                          "only the counts per request are kept)", "results": {}}
+    for name, sysobj in bench.systems(("router", "haproxy", "nginx", "floor")).items():
+        running = sysobj.start(bench.procs, routing, free_port(), bench.proxy_cpus, "syscalls")
+        try:
+            wrk(running.port, requests, duration=1, connections=bench.args.connections, threads=bench.args.threads,
+                cpus=bench.load_cpus)
+            trace = bench.tmp / f"strace-{name}.txt"
+            tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(trace), "-p", str(running.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            res = wrk(running.port, requests, duration=4, connections=bench.args.connections,
+                      threads=bench.args.threads, cpus=bench.load_cpus)
+            tracer.terminate()
+            tracer.wait(10)
+        finally:
+            bench.procs.stop(running.proc)
+        n = res["requests"] or 1
+        counts = {}
+        for line in trace.read_text().splitlines():
+            parts = line.split()
+            # strace -c rows: % time, seconds, usecs/call, calls, [errors], syscall
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                counts[parts[-1]] = round(int(parts[3]) / n, 3)
+        per_req = {k: v for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v >= 0.01}
+        out["results"][name] = {"requests": n, "per_request": per_req, "total_per_request": round(sum(counts.values()), 2)}
+        bench.log(f"  {name:<8} {sum(counts.values()):.2f} syscalls/request: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in per_req.items()))
+    return out
+
+
 SCENARIOS = {
     "header": scenario_header,
     "subdomain": scenario_subdomain,
@@ -414,5 +454,6 @@ SCENARIOS = {
     "pins": scenario_pins,
     "bodies": scenario_bodies,
     "reload": scenario_reload,
+    "syscalls": scenario_syscalls,
     "profile": scenario_profile,
 }
