@@ -7,7 +7,7 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed-stamp
 # Real DNS servers for the updater's provider tests (see docs/dns.md).
 TEST_DEBS   := bind9 bind9-utils knot knot-dnsutils pdns-server pdns-backend-sqlite3 sqlite3
-BENCH_DEBS  := wrk haproxy nginx-light
+BENCH_DEBS  := wrk haproxy nginx-light strace
 
 .PHONY: run test venv system-deps bench schema check clean
 
