@@ -157,11 +157,19 @@ def validate_document(doc: dict, *, source: str, base_dir: str = ".",
         try:
             tenants_bytes, tables = read_tenants(path)
             first = len(errors)
+            inline = bool(pins)
             for table in tables:
                 if len(errors) - first > MAX_TENANTS_FILE_ERRORS:
                     errors.append(("tenants_file", "too many errors; the rest of the file was not checked"))
                     break
-                check_pins(table, "tenants_file", stamp_names, pins, modes, errors, origin={"path": "[tenants]"})
+                # Slices of one object cannot conflict with each other (a repeated key is
+                # last-wins, as in a whole parse), so unless [tenants] pinned something, a
+                # slice is checked on its own: no lookups in the table built so far (0.5 s
+                # of a million-pin reload).
+                into = pins if inline else {}
+                check_pins(table, "tenants_file", stamp_names, into, modes, errors, origin={"path": "[tenants]"})
+                if into is not pins:
+                    pins.update(into)
         except OSError as exc:
             errors.append(("tenants_file", f"cannot read {path}: {exc.strerror}"))
         except orjson.JSONDecodeError as exc:

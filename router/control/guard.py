@@ -20,11 +20,12 @@ from router.control.bulk import count_missing
 class DropPlan:
     pins_before: int
     pins_after: int
-    pins_dropped: int        # tenants pinned now and not pinned by the candidate
+    pins_dropped: int        # tenants pinned now and not pinned by the candidate (at most, if not exact)
     stamps_before: int
     stamps_after: int
     stamps_dropped: int      # stamps in the current config and not in the candidate
     max_fraction: float
+    pins_exact: bool = True
 
     @property
     def pins_fraction(self) -> float:
@@ -55,10 +56,17 @@ class DropPlan:
 def plan_drop(pins_before: Mapping[str, str], pins_after: Mapping[str, str],
               stamps_before: Mapping[str, object] | set[str], stamps_after: Mapping[str, object] | set[str],
               max_fraction: float) -> DropPlan:
-    """Count what the candidate removes. Runs in a worker thread for large tables."""
+    """Count what the candidate removes. Runs in a worker thread for large tables.
+
+    The pin scan stops once enough pins are known to stay for the candidate to be safe,
+    so for an accepted candidate `pins_dropped` may be an upper bound (pins_exact False);
+    a refused candidate always has the exact count.
+    """
+    allowed = int(max_fraction * len(pins_before))           # dropped > allowed is unsafe
+    dropped, exact = count_missing(pins_before, pins_after, enough_kept=len(pins_before) - allowed)
     return DropPlan(
         pins_before=len(pins_before), pins_after=len(pins_after),
-        pins_dropped=count_missing(pins_before, pins_after),
+        pins_dropped=dropped, pins_exact=exact,
         stamps_before=len(stamps_before), stamps_after=len(stamps_after),
         stamps_dropped=len(set(stamps_before) - set(stamps_after)),
         max_fraction=max_fraction,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from types import MappingProxyType
 from typing import Any, get_args
 
 import orjson
@@ -78,5 +77,6 @@ def apply_op(valid: ValidConfig, op: dict[str, Any], *, base_version: str, edits
         modes[tenant] = mode
     digest = hashlib.sha256(valid.digest.encode() + b"\0" + orjson.dumps(op)).hexdigest()
     config = valid.config.model_copy(update={"version": f"{base_version}+{edits}"})
-    return dataclasses.replace(valid, config=config, pins=MappingProxyType(pins),
-                               modes=MappingProxyType(modes), digest=digest)
+    # Plain dicts, as validate_document makes them: the request path reads them, and
+    # nothing mutates them once built.
+    return dataclasses.replace(valid, config=config, pins=pins, modes=modes, digest=digest)

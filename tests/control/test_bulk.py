@@ -72,12 +72,22 @@ def test_copy_with_applies_changes_and_leaves_the_original():
     assert before == {"a": "eu-1", "b": "eu-2"}
 
 
-def test_count_missing_counts_keys_that_are_gone():
+@pytest.mark.parametrize("as_proxy", [False, True])
+def test_count_missing_counts_keys_that_are_gone(as_proxy):
+    from types import MappingProxyType
     before = {f"t{i}": "s" for i in range(10000)}
     after = {f"t{i}": "s" for i in range(2500, 12000)}
-    assert count_missing(before, after) == 2500
-    assert count_missing(before, before) == 0
-    assert count_missing({}, after) == 0
+    wrap = MappingProxyType if as_proxy else (lambda d: d)
+    assert count_missing(before, wrap(after)) == (2500, True)
+    assert count_missing(before, before) == (0, True)
+    assert count_missing({}, wrap(after)) == (0, True)
+
+
+def test_count_missing_stops_once_enough_keys_stay():
+    before = {f"t{i}": "s" for i in range(100000)}
+    dropped, exact = count_missing(before, dict(before), enough_kept=50000)
+    assert not exact and dropped <= 50000
+    assert count_missing(before, dict(before), enough_kept=100000) == (0, True)
 
 
 def test_drain_and_iter_slices():

@@ -37,3 +37,12 @@ def test_growing_from_nothing_is_safe():
 
 def test_max_fraction_one_turns_the_guard_off():
     assert plan_drop(PINS, {}, STAMPS, set(), 1.0).unsafe is False
+
+
+def test_a_safe_plan_may_stop_counting_but_a_refusal_is_exact():
+    before = {f"t{i}": "eu-1" for i in range(50000)}
+    after = dict(list(before.items())[:20000])
+    plan = plan_drop(before, after, STAMPS, STAMPS, 0.5)
+    assert plan.unsafe and plan.pins_exact and plan.pins_dropped == 30000
+    plan = plan_drop(before, dict(before), STAMPS, STAMPS, 0.5)
+    assert not plan.unsafe and not plan.pins_exact and plan.pins_dropped <= 25000
