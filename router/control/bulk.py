@@ -41,9 +41,10 @@ def iter_object_slices(data: bytes, slice_bytes: int = SLICE_BYTES) -> Iterator[
     """Yield the members of the JSON object in `data` as a sequence of small dicts.
 
     Their union (in order) is `orjson.loads(data)`. Anything that is not a plain object
-    (an array, a syntax error, a text the cuts cannot split) is parsed whole instead, so
+    (an array, a syntax error, a text the cuts cannot split) ends in one whole parse, so
     errors come out exactly as orjson words them, and a non-object is yielded as is for
-    the caller's checks to reject.
+    the caller's checks to reject. Slices are yielded as they are parsed, so they are
+    freed as the caller goes; a syntax error can come after some slices were yielded.
 
     Why this is sound: every slice starts at a member boundary and is parsed as
     `{slice}`. That parses only if the slice ends at a member boundary too (outside any
@@ -56,22 +57,18 @@ def iter_object_slices(data: bytes, slice_bytes: int = SLICE_BYTES) -> Iterator[
         return
     view = memoryview(data)
     pos = start + 1
-    pieces: list[Any] = []
-    while True:
+    while pos < end:
         if end - pos <= slice_bytes:
-            pieces.append(_parse_piece(view[pos:end]))
-            break
-        piece, pos = _next_piece(data, view, pos, end, slice_bytes)
-        if piece is None:                  # no cut parses: let orjson word the error
-            yield orjson.loads(data)
-            return
-        pieces.append(piece)
-    # Slices are handed out only once the whole text parsed (a document either parses
-    # or not), and each is dropped as it is handed out: freeing the list of them at once
-    # would be one long C call.
-    pieces.reverse()
-    while pieces:
-        yield pieces.pop()
+            piece, nxt = _parse_rest(view, pos, end), end
+        else:
+            piece, nxt = _next_piece(data, view, pos, end, slice_bytes)
+        if piece is None:
+            # No cut parses. A syntax error: the whole parse raises it, worded for the
+            # whole text. Else the cuts just fell badly: the rest is members, in one go.
+            orjson.loads(data)
+            piece, nxt = _parse_piece(view[pos:end]), end
+        yield piece
+        pos = nxt
 
 
 _JSON_SPACE = b" \t\n\r"
@@ -96,15 +93,19 @@ def _parse_piece(piece) -> Any:
     return orjson.loads(b"{" + piece.tobytes() + b"}")
 
 
+def _parse_rest(view: memoryview, pos: int, end: int) -> Any:
+    try:
+        return _parse_piece(view[pos:end])
+    except orjson.JSONDecodeError:
+        return None
+
+
 def _next_piece(data: bytes, view: memoryview, pos: int, end: int, slice_bytes: int):
     search_from = pos + slice_bytes
     for _ in range(MAX_EXTEND):
         m = _CUT.search(data, search_from, end)
         if m is None:
-            try:
-                return _parse_piece(view[pos:end]), end
-            except orjson.JSONDecodeError:
-                return None, end
+            return _parse_rest(view, pos, end), end
         comma = m.start(1)
         try:
             return _parse_piece(view[pos:comma]), comma + 1

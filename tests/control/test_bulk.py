@@ -95,3 +95,19 @@ def test_drain_and_iter_slices():
     assert sum(len(s) for s in iter_slices(table, 777)) == 10000
     drain(table)
     assert table == {}
+
+
+def test_cuts_that_keep_falling_inside_a_member_end_in_one_parse_of_the_rest():
+    nested = {f"k{i}": f"v{i}" for i in range(40)}          # 40 cut candidates inside one member
+    table = {"a": "eu-1", "b": "eu-2", "deep": nested, "z": "eu-1"}
+    data = orjson.dumps(table)
+    assert sliced(data, 8) == table
+
+
+def test_a_syntax_error_after_good_slices_is_worded_for_the_whole_text():
+    data = orjson.dumps({f"t{i}": "eu-1" for i in range(200)})[:-1] + b',"x": }'
+    with pytest.raises(orjson.JSONDecodeError) as whole:
+        orjson.loads(data)
+    with pytest.raises(orjson.JSONDecodeError) as parts:
+        list(iter_object_slices(data, 64))
+    assert str(parts.value) == str(whole.value)
