@@ -71,7 +71,8 @@ class ProxyMetrics(Collector):
                                   labels=["stamp", "code"])
         dur = HistogramMetricFamily("stamp_router_request_duration_seconds",
                                     "Time from the request head to the last response byte.", labels=["stamp"])
-        retries = CounterMetricFamily("stamp_router_retries", "Requests retried on another backend.", labels=["stamp"])
+        retries = CounterMetricFamily("stamp_router_retries", "Retries: attempts of a request on another backend "
+                                      "after the first failed.", labels=["stamp"])
         for name, st in list(self.stamps.items()):
             for cls in range(1, 6):
                 if st.codes[cls]:
@@ -99,8 +100,8 @@ class ProxyMetrics(Collector):
         yield fo
         yield GaugeMetricFamily("stamp_router_client_connections", "Open client connections.", value=self.open_connections)
         yield GaugeMetricFamily("stamp_router_requests_in_flight", "Requests being proxied.", value=self.in_flight)
-        yield CounterMetricFamily("stamp_router_connections_refused", "Client connections closed at accept "
-                                  "because listen.max_connections was reached.", value=self.connections_refused)
+        yield CounterMetricFamily("stamp_router_connections_refused", "Client connections closed at accept: "
+                                  "listen.max_connections reached, or the router draining.", value=self.connections_refused)
         info = self._config_info()
         if info:
             yield InfoMetricFamily("stamp_router_config", "The config being served.",

@@ -7,7 +7,7 @@ output is a `Decision`. No I/O, no clock, no mutation: the proxy, `/route` and
 
 from __future__ import annotations
 
-from router.core.decision import DEFAULT, FAILOVER, GEO, HASH, PINNED, Decision
+from router.core.decision import DEFAULT, FAILOVER, GEO, HASH, PINNED, Decision, forward
 from router.core.hashing import hrw_score, key_hash
 from router.core.health_view import HealthView
 from router.core.snapshot import Snapshot
@@ -101,7 +101,7 @@ def _serve(tenant, source, name, reason, mode, snap: Snapshot, health: HealthVie
     stamp = snap.stamps[name]
     backends = health.healthy_backends(stamp) if stamp.state != "offline" else ()
     if backends:
-        return Decision(tenant, source, name, reason, backends, mode=mode, considered=tuple(steps or ()))
+        return forward(tenant, source, name, reason, backends, mode, tuple(steps) if steps else ())
     if steps is not None:
         steps.append(f"stamp {name!r} cannot serve ({'offline' if stamp.state == 'offline' else 'no healthy backend'})")
     for alt_name in stamp.failover:

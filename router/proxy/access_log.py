@@ -40,7 +40,7 @@ class AccessLog:
             "status": ex.status,
             "bytes_in": ex.body_in,
             "bytes_out": ex.bytes_out,
-            "upstream_duration": round(ex.server.loop.time() - ex.t_up, 6) if ex.t_up else None,
+            "upstream_duration": round(time.perf_counter() - ex.t_up, 6) if ex.t_up else None,
             "duration": round(elapsed, 6),
         }) + b"\n"
         self.buf.append(line)

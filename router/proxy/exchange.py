@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from router.core.decide import decide
 from router.errors import STATUS, ErrorKind
-from router.proxy.http import CRLF, connection_tokens, error_response, status_line
+from router.proxy.http import CONNECTION_OPTIONS, CRLF, connection_tokens, error_response, status_line
 from router.proxy.upstream import F_CHUNKED, F_LENGTH, F_NONE, F_RAW_CLOSE, BackendPool, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ PENDING_MAX = 256 * 1024
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 INF = float("inf")
 _time = time.time
+_perf_counter = time.perf_counter
 
 
 class Exchange:
@@ -63,7 +64,17 @@ class Exchange:
     replay_bytes = body_in = 0
     req_done = retried = False
     up_deadline = INF
-    # response
+    # response, as parsed from the backend (UpstreamConnection writes these)
+    resp_lines: list[bytes] | None = None   # end-to-end header lines, passed through
+    resp_length: bytes | None = None
+    resp_chunked = resp_close = in_trailers = False
+    resp_conn: bytes | None = None
+    resp_upgrade: bytes | None = None
+    resp_trailers: list[bytes] | None = None
+    until_close = False       # body ends when the backend closes (RFC 9112 6.3 rule 8)
+    fail_kind = "reset"       # how the upstream connection failed, for metrics and the answer
+    fail_message: str | None = None
+    # response, as relayed to the client
     status = 0
     framing = F_NONE
     resp_started = close_after = finished = False
@@ -78,7 +89,7 @@ class Exchange:
         server = self.server = conn.server
         # Each request is decided and carried out on the snapshot current when it began.
         self.snap, self.settings = server.state.current
-        self.t0 = server.loop.time()
+        self.t0 = _perf_counter()   # durations: uvloop's loop.time() only has 1 ms resolution
         self.client = conn.client_ip
         self.lines: list[bytes] = []
 
@@ -148,7 +159,7 @@ class Exchange:
         lines = self.lines
         if self.conn_header is not None:
             # RFC 9110 7.6.1: fields named in Connection are hop-by-hop too.
-            named = connection_tokens(self.conn_header) - {b"close", b"keep-alive", b"upgrade"}
+            named = connection_tokens(self.conn_header) - CONNECTION_OPTIONS
             if named:
                 lines = [ln for ln in lines if ln.split(b":", 1)[0].strip().lower() not in named]
         parts = [self.method_b, b" ", self.url, b" HTTP/1.1\r\n", *lines]
@@ -280,8 +291,8 @@ class Exchange:
             self.conn.resume_reading(4)
         else:
             write(self.head)
-        self.t_up = self.server.loop.time()
-        self.up_deadline = self.t_up + self.settings.upstream_timeout
+        self.t_up = _perf_counter()
+        self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
         if self.conn.write_paused:
             conn.pause_reading()
 
@@ -295,32 +306,50 @@ class Exchange:
         conn.release(reusable)
 
     # -- response side (called by UpstreamConnection) --------------------------------------
-    def interim_response(self, status: int, lines: list[bytes]) -> None:
+    def apply_response_connection(self, status: int) -> None:
+        """The response's Connection header: close, and the fields it names (RFC 9110 7.6.1)."""
+        tokens = connection_tokens(self.resp_conn)
+        if b"close" in tokens:
+            self.resp_close = True
+        lines = self.resp_lines or []
+        named = tokens - CONNECTION_OPTIONS
+        if named:
+            lines = [ln for ln in lines if ln.split(b":", 1)[0].strip().lower() not in named]
+        if status == 101:
+            lines.append(b"Connection: " + self.resp_conn + CRLF)
+            if self.resp_upgrade is not None:
+                lines.append(b"Upgrade: " + self.resp_upgrade + CRLF)
+        self.resp_lines = lines
+
+    def interim_response(self, status: int) -> None:
+        """A 1xx before the final response: relayed to HTTP/1.1 clients, then forgotten."""
         if not self.http10 and not self.finished:
-            self._cw(status_line(status) + b"".join(lines) + CRLF)
+            self._cw(status_line(status) + b"".join(self.resp_lines or ()) + CRLF)
+        self.resp_lines = self.resp_conn = self.resp_upgrade = None
+        self.resp_close = False
 
     def response_head(self, conn: UpstreamConnection, status: int) -> None:
         self.status = status
         self.resp_started = True
         self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
         close = self.close_after or not self.keep_alive or self.server.draining
-        length = conn.resp_length
+        length = self.resp_length
         # RFC 9112 6.3: how the body is delimited, and how it will be to the client.
         if status == 101 or self.method_b == b"HEAD" or status == 204 or status == 304:
             framing = F_NONE
-        elif conn.resp_chunked:
+        elif self.resp_chunked:
             framing = F_CHUNKED
         elif length is not None:
             framing = F_LENGTH
         else:
-            conn.until_close = True
+            self.until_close = True
             framing = F_CHUNKED
         if framing == F_CHUNKED and self.http10:
             framing = F_RAW_CLOSE   # HTTP/1.0 has no chunked coding: the close ends the body
             close = True
         self.framing = framing
         self.close_after = close
-        parts = conn.lines
+        parts = self.resp_lines or []
         # The standard reason phrase, not the backend's: clients ignore it (RFC 9112 4),
         # and taking it from a table spares a parser callback per response.
         parts.insert(0, status_line(status))
@@ -355,19 +384,22 @@ class Exchange:
         if out and not self.conn.closed:
             self.conn.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def response_body(self, conn: UpstreamConnection, body: bytes) -> None:
+    def response_body(self, body: bytes) -> None:
         if self.finished:
             return
         self.bytes_out += len(body)
         self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
         if self.framing == F_CHUNKED:
-            self._cw(b"%x\r\n%b\r\n" % (len(body), body))
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        out = self.out
+        if out is not None:
+            out.append(body)
         else:
-            self._cw(body)
+            self.conn.transport.write(body)
 
     def response_complete(self, conn: UpstreamConnection, reusable: bool) -> None:
         if self.framing == F_CHUNKED and not self.finished:
-            self._cw(b"0\r\n" + conn.response_trailers() + CRLF)
+            self._cw(b"0\r\n" + b"".join(self.resp_trailers or ()) + CRLF)
         self.flush()
         status = self.status
         self.server.state.health.report(conn.pool.address, status < 500, "5xx" if status >= 500 else "")
@@ -392,6 +424,8 @@ class Exchange:
         self.finish(101)
 
     def upstream_failed(self, conn: UpstreamConnection, kind: str, message: str) -> None:
+        """The backend sent something that is not HTTP: never relay it, never reuse it."""
+        self.fail_kind, self.fail_message = kind, message
         conn.close()   # connection_lost follows and ends the exchange through upstream_lost
 
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
@@ -404,28 +438,31 @@ class Exchange:
         if self.finished:
             return
         stamp = self.decision.stamp
+        kind = self.fail_kind
         if not self.resp_started:
             # Safe to send again: everything sent is still held, and either the method is
             # idempotent or the backend never had the whole request to act on.
             replayable = self.replay_ok and (self.method_b in IDEMPOTENT or not self.req_done)
-            if stale_reuse and replayable:
+            if stale_reuse and replayable and kind == "reset":
                 # Most likely a pooled connection the backend had closed before the request
                 # reached it; but it may also have read it and died, so only a request that
                 # is safe to repeat goes again (nginx's proxy_next_upstream default, too).
                 self._resend_from_replay()
                 self.dispatch(force_new=True)
                 return
-            self.server.metrics.upstream_error(stamp, backend, "reset")
-            self.server.state.health.report(backend, False, "reset")
+            self.server.metrics.upstream_error(stamp, backend, kind)
+            self.server.state.health.report(backend, False, kind)
             if replayable and self._may_retry():
                 self._note_retry(backend)
                 self._resend_from_replay()
+                self.fail_kind, self.fail_message = "reset", None
                 self.dispatch(force_new=False)
                 return
-            self.refuse(ErrorKind.UPSTREAM_FAILURE, f"backend of stamp {stamp!r} closed the connection before answering")
+            self.refuse(ErrorKind.UPSTREAM_FAILURE, self.fail_message
+                        or f"backend of stamp {stamp!r} closed the connection before answering")
             return
-        self.server.metrics.upstream_error(stamp, backend, "reset")
-        self.server.state.health.report(backend, False, "reset")
+        self.server.metrics.upstream_error(stamp, backend, kind)
+        self.server.state.health.report(backend, False, kind)
         # Part of the response is already with the client: all we can do is cut it short.
         self.close_after = True
         self.finish(self.status, aborted=True)
@@ -509,8 +546,17 @@ class Exchange:
         if self.retried:
             server.retrying -= 1
         d = self.decision
-        elapsed = self.server.loop.time() - self.t0
-        server.metrics.stamp(d.stamp if d is not None else None).observe(status, elapsed)
+        elapsed = _perf_counter() - self.t0
+        metrics = server.metrics
+        stats = metrics.stamps.get(d.stamp) if d is not None else None
+        if stats is None:
+            # A refusal still belongs to the tenant's stamp when there is one: the stamp
+            # that could not serve, or the tenant's pin (read-only refusals).
+            label = None
+            if d is not None:
+                label = d.stamp or d.placed or (self.snap.pins.get(d.tenant) if d.tenant else None)
+            stats = metrics.stamp(label)
+        stats.observe(status, elapsed)
         if server.access_log is not None:
             server.access_log.write(self, elapsed)
         self.conn.exchange_done(self, aborted)

@@ -50,6 +50,9 @@ def error_response(kind: ErrorKind, message: str, request_id: bytes, *, close: b
     return b"".join(parts)
 
 
+# Connection options that are not field names (RFC 9112 9.6, 9110 7.8).
+CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
+
 _COMMON_TOKENS = {b"keep-alive": frozenset((b"keep-alive",)), b"close": frozenset((b"close",))}
 
 

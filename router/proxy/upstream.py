@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from router.config.addresses import parse_hostport
-from router.proxy.http import CRLF, connection_tokens
+from router.proxy.http import CRLF
 
 if TYPE_CHECKING:
     from router.proxy.exchange import Exchange
@@ -32,15 +32,14 @@ _special = {
     b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP, b"trailer": _HOP,
     b"proxy-authenticate": _HOP, b"proxy-authorization": _HOP,
 }.get
-_CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = (
-        "pool", "transport", "parser", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
-        "status", "lines", "resp_length", "resp_chunked", "resp_close", "framing",
-        "until_close", "trailers", "in_trailers", "reset_parser", "paused", "closed", "resp_conn", "resp_upgrade",
-    )
+    """One connection to a backend. Per-response state lives on the exchange it serves
+    (fresh for every request), so nothing here needs resetting between responses."""
+
+    __slots__ = ("pool", "transport", "parser", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
+                 "reset_parser", "paused", "closed")
 
     def __init__(self, pool: BackendPool) -> None:
         self.pool = pool
@@ -49,25 +48,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.reused = False
         self.idle_since = 0.0
+        self.got_bytes = False
         self.tunnel = None
         self.paused = False
         self.closed = False
         self.reset_parser = False
-        self._reset_response()
-
-    def _reset_response(self) -> None:
-        self.got_bytes = False
-        self.status = 0
-        self.lines: list[bytes] = []
-        self.resp_length: bytes | None = None
-        self.resp_chunked = False
-        self.resp_close = False
-        self.resp_conn: bytes | None = None
-        self.resp_upgrade: bytes | None = None
-        self.framing = F_NONE
-        self.until_close = False      # body ends when the backend closes (RFC 9112 6.3 rule 8)
-        self.trailers: list[bytes] | None = None
-        self.in_trailers = False
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -75,15 +60,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
-        if self.tunnel is not None:
-            self.tunnel.write(data)
-            return
         if ex is None:
-            # Bytes on an idle connection: the backend is out of step with us; drop it.
-            self.close()
+            if self.tunnel is not None:
+                self.tunnel.write(data)
+            else:
+                # Bytes on an idle connection: the backend is out of step with us; drop it.
+                self.close()
             return
         self.got_bytes = True
-        ex.out = []
+        out = ex.out = []
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -92,8 +77,9 @@ class UpstreamConnection(asyncio.Protocol):
             ex.flush()
             ex.upstream_failed(self, "protocol", f"invalid response from backend: {exc}")
         else:
-            if ex.out is not None:
+            if ex.out is out and out:
                 ex.flush()
+            ex.out = None
         if self.reset_parser:
             self.reset_parser = False
             self.parser = HttpResponseParser(self)
@@ -107,7 +93,7 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is not None:
             self.exchange = None
-            if self.until_close:
+            if ex.until_close:
                 ex.response_complete(self, reusable=False)
             else:
                 ex.upstream_lost(self, exc)
@@ -115,18 +101,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.tunnel.close()
 
     def pause_writing(self) -> None:
-        ex = self.exchange
-        if ex is not None:
-            ex.conn.pause_reading(2)
-        elif self.tunnel is not None:
-            self.tunnel.pause_reading(2)
+        peer = self.exchange.conn if self.exchange is not None else self.tunnel
+        if peer is not None:
+            peer.pause_reading(2)
 
     def resume_writing(self) -> None:
-        ex = self.exchange
-        if ex is not None:
-            ex.conn.resume_reading(2)
-        elif self.tunnel is not None:
-            self.tunnel.resume_reading(2)
+        peer = self.exchange.conn if self.exchange is not None else self.tunnel
+        if peer is not None:
+            peer.resume_reading(2)
 
     # -- called by the client side ------------------------------------------------------
     def pause_reading(self, reason: int = 1) -> None:
@@ -151,50 +133,42 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks (response) ---------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.in_trailers:
-            if self.trailers is not None:
-                self.trailers.append(name + b": " + value + CRLF)
+        ex = self.exchange
+        if ex.in_trailers:
+            if ex.resp_trailers is not None:
+                ex.resp_trailers.append(name + b": " + value + CRLF)
             return
         kind = _special(name.lower())
         if kind is None:
-            self.lines.append(name + b": " + value + CRLF)
+            if ex.resp_lines is None:
+                ex.resp_lines = [name + b": " + value + CRLF]
+            else:
+                ex.resp_lines.append(name + b": " + value + CRLF)
         elif kind == _CONTENT_LENGTH:
-            self.resp_length = value
+            ex.resp_length = value
         elif kind == _TRANSFER_ENCODING:
-            self.resp_chunked = value.strip().lower().endswith(b"chunked")
+            ex.resp_chunked = value.strip().lower().endswith(b"chunked")
         elif kind == _CONNECTION:
-            self.resp_conn = value if self.resp_conn is None else self.resp_conn + b", " + value
+            # "keep-alive" is HTTP/1.1's default and says nothing more; most backends send it.
+            if value != b"keep-alive" or ex.resp_conn is not None:
+                ex.resp_conn = value if ex.resp_conn is None else ex.resp_conn + b", " + value
         elif kind == _UPGRADE:
-            self.resp_upgrade = value
+            ex.resp_upgrade = value
         # other hop-by-hop fields end here (RFC 9110 7.6.1)
-
-    def _connection_header(self, status: int) -> None:
-        """Apply the response's Connection header: close, and the fields it names."""
-        tokens = connection_tokens(self.resp_conn)
-        if b"close" in tokens:
-            self.resp_close = True
-        named = tokens - _CONNECTION_OPTIONS
-        if named:
-            self.lines = [ln for ln in self.lines if ln.split(b":", 1)[0].strip().lower() not in named]
-        if status == 101:
-            self.lines.append(b"Connection: " + self.resp_conn + CRLF)
-            if self.resp_upgrade is not None:
-                self.lines.append(b"Upgrade: " + self.resp_upgrade + CRLF)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        self.status = status
-        if self.resp_conn is not None:
-            self._connection_header(status)
         ex = self.exchange
+        if ex.resp_conn is not None:
+            ex.apply_response_connection(status)
         if 100 <= status < 200 and status != 101:
-            ex.interim_response(status, self.lines)
-            self.lines = []
+            ex.interim_response(status)
             return
-        self.in_trailers = True
-        self.trailers = [] if self.resp_chunked else None
+        ex.in_trailers = True
+        if ex.resp_chunked:
+            ex.resp_trailers = []
         ex.response_head(self, status)
-        if ex.method_b == b"HEAD" and self.resp_length != b"0" and status not in (204, 304):
+        if ex.method_b == b"HEAD" and ex.resp_length != b"0" and status != 204 and status != 304:
             # httptools cannot be told the request was HEAD: it would wait for a body
             # that never comes. The message ends here; a fresh parser takes the next one.
             self.reset_parser = True
@@ -203,27 +177,21 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
         if ex is not None:
-            ex.response_body(self, body)
+            ex.response_body(body)
 
     def on_message_complete(self) -> None:
         ex = self.exchange
-        if ex is None:
-            return
-        if 100 <= self.status < 200 and self.status != 101:
-            self.status = 0
-            return
-        if self.status == 101:
+        if ex is None or not ex.resp_started:
+            return  # an interim (1xx) response ended; the final one follows
+        if ex.status == 101:
             return  # the upgrade path (HttpParserUpgrade) takes it from here
-        ex.response_complete(self, reusable=not self.resp_close and self.parser.should_keep_alive())
-
-    def response_trailers(self) -> bytes:
-        return b"".join(self.trailers) if self.trailers else b""
+        ex.response_complete(self, reusable=not ex.resp_close and self.parser.should_keep_alive())
 
     def release(self, reusable: bool) -> None:
         """The exchange is done with this connection: pool it or close it."""
         self.exchange = None
-        self._reset_response()
         if reusable and not self.closed:
+            self.got_bytes = False
             self.pool.put(self)
         else:
             self.close()

@@ -104,3 +104,32 @@ def test_complete_post_on_a_dead_pooled_connection_is_not_replayed(bg, router_pr
     assert status == 502 and json.loads(body)["kind"] == "upstream_failure"
     assert len(server.requests) == 1
     server.server.close()
+
+
+class GarbageServer:
+    """Answers every request with bytes that are not HTTP."""
+
+    async def start(self):
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def data_received(self, data):
+                self.transport.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+
+        self.server = await asyncio.get_running_loop().create_server(Proto, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+
+def test_a_backend_that_does_not_speak_http_is_a_502_counted_as_protocol(bg, router_proc):
+    server = bg.run(GarbageServer().start())
+    address = f"127.0.0.1:{server.port}"
+    router = router_proc({"routing": {"sources": ["header"]}, "stamps": [stamp("eu-1", [address])]})
+    status, _, body = router.request("GET", "/", headers={"X-Tenant-ID": "acme"})
+    assert status == 502
+    assert b"SSH" not in body, "nothing the backend sent may reach the client"
+    assert "invalid response from backend" in json.loads(body)["error"]
+    assert router.metric("stamp_router_upstream_errors_total", stamp="eu-1", backend=address, kind="protocol") == 1
+    assert router.metric("stamp_router_requests_total", stamp="eu-1", code="5xx") == 1
+    server.server.close()
