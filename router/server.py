@@ -166,6 +166,7 @@ def serve(config_path: str) -> int:
             log.warning("%s", warning)
         router = Router(start.valid, config_path=config_path)
         router.control = ControlPlane(router, start)
+        del start      # it holds the first config: a reload must be able to free that
         try:
             return await router.run()
         except ConfigError as exc:

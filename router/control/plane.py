@@ -17,10 +17,12 @@ import dataclasses
 import logging
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Coroutine
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from router.config import ConfigError, format_of
+from router.config.validate import _loopback_host
 from router.control import admin_routes
 from router.control.candidate import Bootstrap, Candidate, bootstrap_from, sniff_format
 from router.control.metrics import ControlMetrics
@@ -57,6 +59,8 @@ class ControlPlane:
         self._file_doc: dict[str, Any] = start.bootstrap.document
         control = start.bootstrap.control
         self.poller = None
+        if control.url and control.url.lower().startswith("http://") and not _loopback_url(control.url):
+            log.warning("control.url is plain http: whoever can alter its responses can reroute tenants; use https")
         if control.url:
             self.poller = HttpPoller(lambda: self.bootstrap.control,
                                      lambda: read_token(self.bootstrap, self.bootstrap.control.token_file),
@@ -208,3 +212,7 @@ class ControlPlane:
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
+
+
+def _loopback_url(url: str) -> bool:
+    return _loopback_host(urlsplit(url).hostname or "")

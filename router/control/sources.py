@@ -149,7 +149,10 @@ class HttpPoller:
                 if resp.status == 304:
                     return Fetched("not_modified", etag=self.etag)
                 if resp.status != 200:
-                    return Fetched("error", error=f"{settings.url} answered {resp.status}")
+                    hint = ""
+                    if settings.token_file and not token:
+                        hint = f" (no token sent: control.token_file {settings.token_file} is unreadable or empty)"
+                    return Fetched("error", error=f"{settings.url} answered {resp.status}{hint}")
                 data = await _read_capped(resp)
                 return Fetched("changed", data=data, content_type=resp.headers.get("Content-Type"),
                                etag=resp.headers.get("ETag"))

@@ -178,6 +178,5 @@ def read_token(bootstrap: Bootstrap, token_file: str | None) -> str | None:
     try:
         with open(bootstrap.resolve(token_file), encoding="utf-8") as fh:
             return fh.read().strip() or None
-    except OSError as exc:
-        log.warning("cannot read token file %s: %s", token_file, exc.strerror)
-        return None
+    except (OSError, UnicodeDecodeError):
+        return None             # the caller says what is refused or sent without it
