@@ -5,7 +5,7 @@ in-memory transports: request bytes in, response bytes in, count the time. Sysca
 the event loop are left out on purpose, so the figure is stable on a busy machine and
 shows what the Python side costs per request (the part we can optimise).
 
-    .venv/bin/python benchmarks/dataplane_micro.py [--requests 200000] [--profile]
+    .venv/bin/python benchmarks/dataplane_micro.py [--requests 50000] [--repeat 5] [--profile]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class MemTransport:
         return ("127.0.0.1", 40000) if name == "peername" else default
 
 
-async def run(n: int, profile: bool, warmup: int) -> None:
+async def run(n: int, profile: bool, warmup: int, repeat: int) -> None:
     doc = {
         "routing": {"sources": ["header"], "domains": ["stamps.test"]},
         "stamps": [{"name": "eu-1", "region": "eu", "backends": ["127.0.0.1:9"], "health": {"enabled": False}}],
@@ -92,23 +92,29 @@ async def run(n: int, profile: bool, warmup: int) -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return
-    t0 = time.process_time()
-    for _ in range(n):
-        one()
-    dt = time.process_time() - t0
+    # The best of several rounds: on a shared machine the minimum is the figure least
+    # disturbed by other processes.
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.process_time()
+        for _ in range(n):
+            one()
+        best = min(best, time.process_time() - t0)
     assert client.transport.written > 0 and metrics.stamp("eu-1").codes[2] >= n
-    print(f"{n} requests: {dt / n * 1e6:.2f} us of Python CPU per proxied request (no syscalls)")
+    print(f"{n} requests x {repeat}: {best / n * 1e6:.2f} us of Python CPU per proxied request "
+          f"(best round, no syscalls)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=200000)
+    parser.add_argument("--requests", type=int, default=50000)
     parser.add_argument("--profile", action="store_true", help="cProfile the loop instead of timing it")
     parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; the best is reported")
     args = parser.parse_args()
     import uvloop
     uvloop.install()  # as in `serve`: loop.time() and friends are C there
-    asyncio.run(run(args.requests, args.profile, args.warmup))
+    asyncio.run(run(args.requests, args.profile, args.warmup, args.repeat))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ P_PIPELINE, P_UPSTREAM_FULL, P_PENDING, P_UPGRADE = 1, 2, 4, 8
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
                  "deadline", "pause_mask", "write_paused", "tunnel", "upgraded", "early", "closed",
-                 "eof")
+                 "eof", "interest", "max_head", "xff_line", "client_b")
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
@@ -62,6 +62,8 @@ class ClientConnection(asyncio.Protocol):
         self.early: list[bytes] = []
         self.closed = False
         self.eof = False
+        self.client_b = b"-"
+        self.xff_line = b"X-Forwarded-For: -\r\n"
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -74,6 +76,8 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = peer[0]
+        self.client_b = self.client_ip.encode()
+        self.xff_line = b"X-Forwarded-For: " + self.client_b + CRLF
         self.deadline = server.loop.time() + server.state.settings.header_timeout
 
     def data_received(self, data: bytes) -> None:
@@ -175,17 +179,21 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks (request) ---------------------------------------------------
     def on_message_begin(self) -> None:
-        self.cur = Exchange(self)
+        ex = self.cur = Exchange(self)
+        settings = ex.settings
+        # Read once per request: on_header runs for every field.
+        self.interest = settings.interest.get
+        self.max_head = settings.max_header_bytes
         self.head_bytes = 0
         if self.phase == IDLE:
             self.phase = WAIT_HEAD
-            self.deadline = self.server.loop.time() + self.cur.settings.header_timeout
+            self.deadline = self.server.loop.time() + settings.header_timeout
 
     def on_url(self, url: bytes) -> None:
         ex = self.cur
         ex.url += url
         self.head_bytes += len(url)
-        if self.head_bytes > ex.settings.max_header_bytes:
+        if self.head_bytes > self.max_head:
             raise RouterError(ErrorKind.HEADERS_TOO_LARGE, "request head exceeds limits.max_header_bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -197,16 +205,15 @@ class ClientConnection(asyncio.Protocol):
             ex.trailers.append(name + b": " + value + CRLF)
             return
         self.head_bytes += len(name) + len(value) + 4
-        if self.head_bytes > ex.settings.max_header_bytes:
+        if self.head_bytes > self.max_head:
             raise RouterError(ErrorKind.HEADERS_TOO_LARGE, "request head exceeds limits.max_header_bytes")
-        kind = ex.settings.interest.get(name.lower())
+        kind = self.interest(name.lower())
         if kind is None:
             ex.lines.append(name + b": " + value + CRLF)
         elif kind == H_HOST:
             if ex.host_b is not None:
                 raise RouterError(ErrorKind.BAD_REQUEST, "more than one Host header")
             ex.host_b = value
-            ex.host = value.decode("latin-1")
             ex.lines.append(name + b": " + value + CRLF)
         elif kind == H_TENANT:
             # Never forwarded: the router sets the tenant header from its own decision.
@@ -215,12 +222,12 @@ class ClientConnection(asyncio.Protocol):
             ex.tenant_header = value.decode("latin-1")
         elif kind == H_AUTH:
             # Routing reads one token and the backend would see all: refuse the ambiguity.
-            if ex.authorization is not None:
+            if ex.authorization_b is not None:
                 raise RouterError(ErrorKind.BAD_REQUEST, "more than one Authorization header")
-            ex.authorization = value.decode("latin-1")
+            ex.authorization_b = value
             ex.lines.append(name + b": " + value + CRLF)
         elif kind == H_GEO:
-            ex.geo = value.decode("latin-1")
+            ex.geo_b = value
             ex.lines.append(name + b": " + value + CRLF)
         elif kind == H_CONTENT_LENGTH:
             # llhttp refuses differing duplicates and CL with TE; identical ones are one value.
@@ -249,9 +256,7 @@ class ClientConnection(asyncio.Protocol):
         ex = self.cur
         parser = self.parser
         ex.head_done = True
-        method = parser.get_method()
-        ex.method_b = method
-        ex.method = method.decode("ascii")
+        ex.method_b = parser.get_method()
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise RouterError(ErrorKind.BAD_REQUEST, f"unsupported HTTP version {version}")

@@ -38,13 +38,11 @@ class Exchange:
     # (measured ~2 us) than the handful of instance attributes set below. Every other
     # attribute starts as the immutable class-level default here; mutable containers
     # (pending, replay, tried, trailers, out) are created when first needed.
-    # request facts (read by the core)
-    method = "GET"
-    host = tenant_header = authorization = geo = None
     # request head
     method_b = b"GET"
     url = b""
-    host_b = request_id = xff = conn_header = upgrade = None
+    tenant_header: str | None = None
+    host_b = authorization_b = geo_b = request_id = xff = conn_header = upgrade = None
     content_length: int | None = None
     chunked = http10 = head_done = False
     keep_alive = True
@@ -83,6 +81,24 @@ class Exchange:
     # While an upstream read is being parsed, client-bound bytes collect here and go
     # out in one write: head and body of a small response cost one send(), not two.
     out: list[bytes] | None = None
+
+    # The other request facts the core reads, decoded only when a source asks for them:
+    # most routing reads one header, not four.
+    @property
+    def method(self) -> str:
+        return self.method_b.decode("ascii")
+
+    @property
+    def host(self) -> str | None:
+        return None if self.host_b is None else self.host_b.decode("latin-1")
+
+    @property
+    def authorization(self) -> str | None:
+        return None if self.authorization_b is None else self.authorization_b.decode("latin-1")
+
+    @property
+    def geo(self) -> str | None:
+        return None if self.geo_b is None else self.geo_b.decode("latin-1")
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
@@ -167,8 +183,10 @@ class Exchange:
             parts.append(b"Host: " + d.backends[0].encode() + CRLF)
         if d.tenant is not None:
             parts.append(settings.tenant_header + b": " + d.tenant.encode() + CRLF)
-        client = self.client.encode()
-        parts.append(b"X-Forwarded-For: " + (self.xff + b", " + client if self.xff else client) + CRLF)
+        if self.xff:
+            parts.append(b"X-Forwarded-For: " + self.xff + b", " + self.conn.client_b + CRLF)
+        else:
+            parts.append(self.conn.xff_line)
         parts.append(b"X-Forwarded-Proto: http\r\n")
         if self.host_b is not None:
             parts.append(b"X-Forwarded-Host: " + self.host_b + CRLF)
