@@ -278,8 +278,8 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         ex = self.cur
-        if not ex.finished:
-            ex.on_request_done()
+        if ex.chunked and not ex.finished:
+            ex.on_request_done()   # sends the last chunk and the trailers
         else:
             ex.req_done = True
 
@@ -296,7 +296,7 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             self.transport.close()
             return
-        if len(queue) <= 1:
+        if self.pause_mask and len(queue) <= 1:
             self.resume_reading(P_PIPELINE)
         if queue:
             nxt = queue[0]

@@ -258,8 +258,11 @@ class Exchange:
             return
         self.connect_task = None
         if self.finished:
-            pool.outstanding -= 1
-            conn.release(reusable=True)
+            # The request ended while connecting: the fresh connection is still good.
+            if self.pool is pool:
+                pool.outstanding -= 1
+                self.pool = None
+            pool.put(conn)
             return
         self._attach(conn)
 
@@ -321,7 +324,12 @@ class Exchange:
         if pool is not None:
             pool.outstanding -= 1
             self.pool = None
-        conn.release(reusable)
+        conn.exchange = None
+        if reusable and not conn.closed:
+            conn.got_bytes = False
+            conn.pool.put(conn)
+        else:
+            conn.close()
 
     # -- response side (called by UpstreamConnection) --------------------------------------
     def apply_response_connection(self, status: int) -> None:
@@ -418,7 +426,11 @@ class Exchange:
     def response_complete(self, conn: UpstreamConnection, reusable: bool) -> None:
         if self.framing == F_CHUNKED and not self.finished:
             self._cw(b"0\r\n" + b"".join(self.resp_trailers or ()) + CRLF)
-        self.flush()
+        out = self.out
+        if out:
+            self.out = None
+            if not self.conn.closed:
+                self.conn.transport.write(out[0] if len(out) == 1 else b"".join(out))
         status = self.status
         self.server.state.health.report(conn.pool.address, status < 500, "5xx" if status >= 500 else "")
         # A backend that answered before taking the whole body cannot be reused.

@@ -187,14 +187,6 @@ class UpstreamConnection(asyncio.Protocol):
             return  # the upgrade path (HttpParserUpgrade) takes it from here
         ex.response_complete(self, reusable=not ex.resp_close and self.parser.should_keep_alive())
 
-    def release(self, reusable: bool) -> None:
-        """The exchange is done with this connection: pool it or close it."""
-        self.exchange = None
-        if reusable and not self.closed:
-            self.got_bytes = False
-            self.pool.put(self)
-        else:
-            self.close()
 
 
 class BackendPool:
