@@ -153,8 +153,10 @@ def main(argv: list[str]) -> int:
     except ToolMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGHUP, _raise_interrupt)
+    # SIGINT too: a shell that starts the run in the background hands it SIGINT ignored,
+    # and Ctrl-C (or kill -INT) must still stop it and its children.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
 
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="stamp-bench-"))
