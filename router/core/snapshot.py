@@ -89,7 +89,7 @@ def build_snapshot(valid: "ValidConfig", *, loaded_at: float,
     subdomain = SubdomainSource(tuple(cfg.routing.domains)) if cfg.routing.domains else None
     factories: dict[str, Any] = {
         "subdomain": lambda v: subdomain,
-        "header": lambda v: HeaderSource(v.config.routing.tenant_header),
+        "header": lambda v: HeaderSource(v.config.routing.tenant_header, v.pins),
     }
     factories.update(extra_sources or {})
     sources = []

@@ -8,7 +8,7 @@ A source is an object with a `name` and `resolve(facts, now)`; the jwt source
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Mapping, Protocol
 
 from router.core.tenant import MAX_TENANT_LEN, TENANT_RE
 
@@ -104,17 +104,18 @@ class SubdomainSource:
 
 class HeaderSource:
     name = "header"
-    __slots__ = ("header", "origin")
+    __slots__ = ("header", "origin", "pinned")
 
-    def __init__(self, header: str) -> None:
+    def __init__(self, header: str, pinned: Mapping[str, str] | None = None) -> None:
         self.header = header
         self.origin = f"the {header} header"
+        self.pinned = pinned or {}
 
     def resolve(self, facts: RequestFacts, now: float) -> str | None:
         value = facts.tenant_header
         if value is None:
             return None
-        # Inlined check_tenant: this runs for every request routed by header.
-        if _tenant_fullmatch(value) is None:
+        # A pinned id was validated when the table loaded; only others need the check.
+        if value not in self.pinned and _tenant_fullmatch(value) is None:
             raise invalid_tenant(value, self.origin)
         return value

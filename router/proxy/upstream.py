@@ -26,11 +26,21 @@ F_NONE, F_LENGTH, F_CHUNKED, F_RAW_CLOSE = range(4)
 
 # Response fields the relay handles itself; the rest pass through as they came.
 _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _UPGRADE, _HOP = range(5)
-_special = {
+_SPECIAL = {
     b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
     b"connection": _CONNECTION, b"upgrade": _UPGRADE,
     b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP, b"trailer": _HOP,
     b"proxy-authenticate": _HOP, b"proxy-authorization": _HOP,
+}
+_special = _SPECIAL.get
+# The spellings backends actually send, looked up as they come: most response fields
+# then cost one dict lookup and no .lower(). _PASS marks a known end-to-end field.
+_PASS = -1
+_exact = {
+    **{k.title(): v for k, v in _SPECIAL.items()}, b"TE": _HOP,
+    **{name: _PASS for name in (b"Date", b"Server", b"Content-Type", b"Cache-Control", b"ETag",
+                                 b"Last-Modified", b"Vary", b"Set-Cookie", b"Location", b"Expires",
+                                 b"Content-Encoding", b"Access-Control-Allow-Origin", b"X-Request-ID")},
 }.get
 
 
@@ -138,8 +148,10 @@ class UpstreamConnection(asyncio.Protocol):
             if ex.resp_trailers is not None:
                 ex.resp_trailers.append(name + b": " + value + CRLF)
             return
-        kind = _special(name.lower())
+        kind = _exact(name)
         if kind is None:
+            kind = _special(name.lower())
+        if kind is None or kind == _PASS:
             if ex.resp_lines is None:
                 ex.resp_lines = [name + b": " + value + CRLF]
             else:
