@@ -84,10 +84,15 @@ class Router:
         config = {"ok": self.state is not None}
         if self.control is not None and self.state is not None:
             config.update(self.control.status())
+        jwt = {"ok": self.jwt is None or self.jwt.ready}
+        if self.jwt is not None:
+            jwt["status"] = self.jwt.status()
         checks = {
             "config": config,
             "health": {"ok": bool(self.health.first_round_done)},
-            "jwt_keys": {"ok": self.jwt is None or self.jwt.ready},
+            "jwt_keys": jwt,
+            # A draining router says so, so that a load balancer stops sending it traffic.
+            "serving": {"ok": self.proxy is None or not self.proxy.draining},
         }
         for name, check in self.extra_readiness.items():
             checks[name] = check()

@@ -1,5 +1,6 @@
 """Process lifecycle: SIGTERM drains in-flight requests and exits 0; the connection limit holds."""
 
+import json
 import signal
 import socket
 import threading
@@ -21,6 +22,11 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(backends, router_proc)
     t.start()
     wait_until(lambda: eu1.hits("/slow"), message="slow request reached the backend")
     router.proc.send_signal(signal.SIGTERM)
+
+    def unready():
+        status, _, body = router.admin("GET", "/readyz")
+        return status == 503 and json.loads(body)["checks"]["serving"]["ok"] is False
+    wait_until(unready, message="/readyz to report the drain")
     t.join(20)
     status, headers, body = result["response"]
     assert status == 200 and body == b"slow"
