@@ -23,6 +23,7 @@ class ErrorKind(enum.Enum):
     BODY_TOO_LARGE = "body_too_large"
     UNKNOWN_HOST = "unknown_host"
     HEADERS_TOO_LARGE = "headers_too_large"
+    NOT_IMPLEMENTED = "not_implemented"
     UPSTREAM_FAILURE = "upstream_failure"
     NO_HEALTHY_STAMP = "no_healthy_stamp"
     UPSTREAM_TIMEOUT = "upstream_timeout"
@@ -42,6 +43,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.BODY_TOO_LARGE: 413,
     ErrorKind.UNKNOWN_HOST: 421,
     ErrorKind.HEADERS_TOO_LARGE: 431,
+    ErrorKind.NOT_IMPLEMENTED: 501,
     ErrorKind.UPSTREAM_FAILURE: 502,
     ErrorKind.NO_HEALTHY_STAMP: 503,
     ErrorKind.OVERLOADED: 503,

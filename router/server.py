@@ -35,6 +35,7 @@ class Router:
     def __init__(self, valid: ValidConfig, *, config_path: str | None = None) -> None:
         self.config_path = config_path
         self.control = None           # router.control.ControlPlane, set by serve()
+        self.shutting_down = False    # SIGTERM received: grace, then drain
         self.registry = CollectorRegistry()
         self.health = HealthRegistry(self.registry)
         self.jwt = self._jwt_runtime()
@@ -92,7 +93,7 @@ class Router:
             "health": {"ok": bool(self.health.first_round_done)},
             "jwt_keys": jwt,
             # A draining router says so, so that a load balancer stops sending it traffic.
-            "serving": {"ok": self.proxy is None or not self.proxy.draining},
+            "serving": {"ok": not self.shutting_down},
         }
         for name, check in self.extra_readiness.items():
             checks[name] = check()
@@ -122,6 +123,9 @@ class Router:
 
     async def stop(self) -> None:
         cfg = self.state.snapshot.config
+        self.shutting_down = True          # /readyz turns 503 from here on
+        if cfg.timeouts.grace > 0:
+            await asyncio.sleep(cfg.timeouts.grace)
         if self.control is not None:
             await self.control.close()
         await self.proxy.drain(cfg.timeouts.drain)

@@ -113,6 +113,8 @@ class Timeouts(Section):
     upstream: Duration = Field(30.0, description="Time from sending a request to the upstream's response head, and between body reads.")
     idle: Duration = Field(60.0, description="Keep-alive idle time of a client connection.")
     drain: Duration = Field(30.0, description="On SIGTERM, how long in-flight requests may take to finish.")
+    grace: Duration = Field(0.0, description="On SIGTERM, how long to keep accepting while /readyz answers 503, "
+                            "so load balancers stop sending before the listener closes (HAProxy's `grace`).")
 
 
 class Limits(Section):

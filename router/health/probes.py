@@ -87,7 +87,7 @@ class Prober:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
     async def _probe(self, url: str, timeout: aiohttp.ClientTimeout, loop) -> ProbeResult:
-        t0 = loop.time()
+        t0 = time.perf_counter()   # loop.time() has 1 ms resolution under uvloop
         status = error = None
         try:
             async with self._session.get(url, allow_redirects=False, timeout=timeout) as resp:
@@ -101,7 +101,7 @@ class Prober:
         ok = status is not None and 200 <= status < 400
         if status is not None and not ok:
             error = f"status {status}"
-        return ProbeResult(ok, status, error, time.time(), loop.time() - t0)
+        return ProbeResult(ok, status, error, time.time(), time.perf_counter() - t0)
 
     async def close(self) -> None:
         tasks = [task for _, task in self._loops.values()]

@@ -162,6 +162,11 @@ class JwtRuntime:
 
     def _cache_for(self, jwt: "Jwt", hid: HolderId) -> TokenCache | None:
         if jwt.cache_size == 0:
+            # Drop the old cache too, or status and metrics would keep showing it.
+            if self._cache is not None:
+                self._cache_base = (self._cache_base[0] + self._cache.hits, self._cache_base[1] + self._cache.misses)
+                self._cache = None
+                self._cache_fingerprint = None
             return None
         fingerprint = orjson.dumps([jwt.model_dump(exclude=_REFRESH_ONLY), list(hid)])
         if fingerprint != self._cache_fingerprint or self._cache is None:

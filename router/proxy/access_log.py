@@ -35,7 +35,7 @@ class AccessLog:
             "tenant": d.tenant if d is not None else None,
             "tenant_source": d.source if d is not None else None,
             "stamp": d.stamp if d is not None else None,
-            "failover_from": d.placed if d is not None else None,
+            "failover_from": d.placed if d is not None and d.stamp is not None else None,
             "backend": ex.backend,
             "status": ex.status,
             "bytes_in": ex.body_in,

@@ -230,7 +230,7 @@ class ClientConnection(asyncio.Protocol):
             ex.geo_b = value
             ex.lines.append(name + b": " + value + CRLF)
         elif kind == H_CONTENT_LENGTH:
-            # llhttp refuses differing duplicates and CL with TE; identical ones are one value.
+            # llhttp already refuses duplicates and CL with TE; this guards the value itself.
             if not value.strip().isdigit():
                 raise RouterError(ErrorKind.BAD_REQUEST, "invalid Content-Length")
             n = int(value)
@@ -238,6 +238,10 @@ class ClientConnection(asyncio.Protocol):
                 raise RouterError(ErrorKind.BAD_REQUEST, "conflicting Content-Length headers")
             ex.content_length = n
         elif kind == H_TRANSFER_ENCODING:
+            # llhttp accepts any coding list ending in chunked; the router only undoes
+            # chunked, so another coding would reach the backend mislabelled (RFC 9112 6.1).
+            if value.strip().lower() != b"chunked":
+                raise RouterError(ErrorKind.NOT_IMPLEMENTED, "transfer coding other than chunked")
             ex.chunked = True
         elif kind == H_REQUEST_ID:
             if REQUEST_ID_RE.fullmatch(value):
@@ -261,6 +265,8 @@ class ClientConnection(asyncio.Protocol):
         if version not in ("1.1", "1.0"):
             raise RouterError(ErrorKind.BAD_REQUEST, f"unsupported HTTP version {version}")
         ex.http10 = version == "1.0"
+        if ex.host_b is None and not ex.http10:
+            raise RouterError(ErrorKind.BAD_REQUEST, "missing Host header (RFC 9112 3.2)")
         ex.keep_alive = parser.should_keep_alive()
         if ex.upgrade is not None and not parser.should_upgrade():
             ex.upgrade = None
@@ -314,13 +320,22 @@ class ClientConnection(asyncio.Protocol):
         """The client sent something we cannot parse: answer once, close, forward nothing."""
         if self.closed:
             return
-        if not any(ex.resp_started for ex in self.queue):
-            rid = self.server.next_request_id()
+        queue = self.queue
+        owner = None
+        if not any(ex.resp_started for ex in queue):
+            # The answer belongs to the first request whose head was read (a body that
+            # turned out malformed); with none, to the request being parsed.
+            owner = queue[0] if queue else None
+            rid = (owner.request_id if owner is not None else None) or self.server.next_request_id()
+            if owner is not None:
+                owner.request_id = rid
             self.transport.write(error_response(kind, message, rid, close=True))
-            self.server.metrics.stamp(None).observe(STATUS[kind], 0.0)
+            if owner is None:
+                self.server.metrics.stamp(None).observe(STATUS[kind], 0.0)
         self.closed = True      # exchange_done must not act on a connection being torn down
-        while self.queue:
-            self.queue.popleft().abort()
+        while queue:
+            ex = queue.popleft()
+            ex.abort(STATUS[kind] if ex is owner else 499)
         self.transport.close()
 
     def check_deadline(self, now: float) -> None:

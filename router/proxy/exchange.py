@@ -550,8 +550,8 @@ class Exchange:
         self.replay = None
         self.refuse(kind, message)
 
-    def abort(self) -> None:
-        """The client went away."""
+    def abort(self, status: int = 499) -> None:
+        """The client went away (499, nginx's code for it), or sent something unparsable."""
         if self.finished:
             return
         conn = self.upstream
@@ -563,7 +563,7 @@ class Exchange:
             if self.pool is not None:
                 self.pool.outstanding -= 1
                 self.pool = None
-        self.finish(499, aborted=True)
+        self.finish(status, aborted=True)
 
     def finish(self, status: int, aborted: bool = False) -> None:
         if self.finished:

@@ -20,6 +20,9 @@ HOP_BY_HOP = frozenset((
 REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
 
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+# RFC 9110's names where Python's table still has the older ones.
+REASONS.update({413: b"Content Too Large", 414: b"URI Too Long", 416: b"Range Not Satisfiable",
+                422: b"Unprocessable Content"})
 
 CRLF = b"\r\n"
 

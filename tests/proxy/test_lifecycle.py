@@ -52,3 +52,20 @@ def test_connection_limit(backends, router_proc):
     finally:
         for s in held:
             s.close()
+
+
+def test_grace_keeps_serving_while_readyz_says_unready(backends, router_proc):
+    (eu1,) = backends("eu-1")
+    router = router_proc({"routing": {"sources": ["header"]}, "timeouts": {"grace": "3s", "drain": "5s"},
+                          "stamps": [stamp("eu-1", [eu1.address])]})
+    router.proc.send_signal(signal.SIGTERM)
+
+    def unready():
+        status, _, body = router.admin("GET", "/readyz")
+        return status == 503 and json.loads(body)["checks"]["serving"]["ok"] is False
+    wait_until(unready, message="/readyz to turn unready on SIGTERM")
+    # Within the grace period a new connection is still accepted and served.
+    status, headers, _ = router.request("GET", "/during-grace", headers={"X-Tenant-ID": "acme"})
+    assert status == 200 and headers["x-stamp"] == "eu-1"
+    assert router.proc.wait(30) == 0
+

@@ -1,5 +1,6 @@
-"""Malformed and ambiguous requests (design.md section 8): refused with 400/431, the
-connection closed, and not one byte forwarded to any upstream.
+"""Malformed and ambiguous requests (design.md section 8): refused with 400/431 (501 for a
+transfer coding the router cannot undo), the connection closed, and not one byte
+forwarded to any upstream.
 
 The upstream is a raw byte-counting sink: a request that got through in any form,
 even one no HTTP framework would parse, would show up in its byte count.
@@ -29,7 +30,9 @@ CASES = {
     "NUL in a header value": (b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Tenant-ID: acme\r\nX-A: b\x00c\r\n\r\n", 400),
     "bare CR in a header value": (b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Tenant-ID: acme\r\nX-A: b\rc\r\n\r\n", 400),
     "garbage request line": (b"HELLO WORLD\r\n\r\n", 400),
-    "unknown transfer-encoding": (HEAD + b"Transfer-Encoding: gzip\r\n\r\nabc", 400),
+    "unknown transfer-encoding": (HEAD + b"Transfer-Encoding: gzip\r\n\r\nabc", 501),
+    "a transfer coding besides chunked": (HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+    "HTTP/1.1 without Host": (b"GET / HTTP/1.1\r\nX-Tenant-ID: acme\r\n\r\n", 400),
     "transfer-encoding chunked twice": (HEAD + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400),
     "bare LF line endings": (b"GET / HTTP/1.1\nHost: a.example\nX-Tenant-ID: acme\n\n", 400),
     "two Host headers": (b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nX-Tenant-ID: acme\r\n\r\n", 400),
@@ -93,3 +96,19 @@ def test_well_formed_request_does_reach_the_sink(router, sink):
                                            b"Connection: close\r\n\r\n")
     assert status_of(response) == 200
     assert b"X-Tenant-ID: acme" in bytes(sink.received)
+
+
+def requests_counted(router) -> float:
+    _, _, data = router.admin("GET", "/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in data.decode().splitlines()
+               if line.startswith("stamp_router_requests_total{"))
+
+
+def test_a_malformed_body_is_counted_once_under_its_request_id(router, sink):
+    before = requests_counted(router)
+    response, closed = raw_request(router.port, HEAD + b"X-Request-ID: body-bad-1\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+    assert status_of(response) == 400 and closed
+    assert json.loads(response.split(b"\r\n\r\n", 1)[1])["request_id"] == "body-bad-1"
+    assert requests_counted(router) == before + 1
+
