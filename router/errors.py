@@ -28,7 +28,6 @@ class ErrorKind(enum.Enum):
     NO_HEALTHY_STAMP = "no_healthy_stamp"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     REQUEST_TIMEOUT = "request_timeout"
-    OVERLOADED = "overloaded"
 
 
 STATUS: dict[ErrorKind, int] = {
@@ -46,7 +45,6 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.NOT_IMPLEMENTED: 501,
     ErrorKind.UPSTREAM_FAILURE: 502,
     ErrorKind.NO_HEALTHY_STAMP: 503,
-    ErrorKind.OVERLOADED: 503,
     ErrorKind.UPSTREAM_TIMEOUT: 504,
 }
 assert set(STATUS) == set(ErrorKind), "every error kind needs a status"
