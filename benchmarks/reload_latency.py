@@ -225,6 +225,10 @@ health = {{ enabled = false }}
         while time.monotonic() < until:
             results.append(self.reload_once(*versions[n % 2]))
             n += 1
+            # A gap lets the previous reload's background work (persisting the last known
+            # good, freeing the old table) finish, as between real control-plane changes.
+            if self.args.gap and time.monotonic() + self.args.gap < until:
+                time.sleep(self.args.gap)
 
     def run(self) -> dict:
         self.client = self.args.client
@@ -325,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--client", choices=("auto", "wrk", "asyncio"), default="auto")
     ap.add_argument("--watch-interval", type=float, default=0.2, help="the router's control.watch_interval")
+    ap.add_argument("--gap", type=float, default=0.0,
+                    help="seconds between reloads (0: back to back, the worst case)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (router.stderr)")
     args = ap.parse_args(argv)
