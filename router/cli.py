@@ -15,46 +15,38 @@ def _print_json(value) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def cmd_check(args) -> int:
+def _load(path: str):
+    """The validated config, or None after printing every error (one a line, path first)."""
     from router.config import load_config
     try:
-        valid = load_config(args.config)
+        return load_config(path)
     except ConfigError as exc:
-        for path, message in exc.errors:
-            print(f"{path or '(document)'}: {message}", file=sys.stderr)
+        for field, message in exc.errors:
+            print(f"{field or '(document)'}: {message}", file=sys.stderr)
+        return None
+
+
+def cmd_check(args) -> int:
+    valid = _load(args.config)
+    if valid is None:
         return 1
     cfg = valid.config
     print(f"ok: {args.config}: version {valid.version}, {len(cfg.stamps)} stamps, {len(valid.pins)} pins")
     return 0
 
 
-class _Facts:
-    """Request facts for an offline decision."""
-
-    __slots__ = ("method", "host", "tenant_header", "authorization", "geo", "client")
-
-    def __init__(self, *, method="GET", host=None, tenant_header=None, authorization=None, geo=None, client="127.0.0.1"):
-        self.method, self.host, self.tenant_header = method, host, tenant_header
-        self.authorization, self.geo, self.client = authorization, geo, client
-
-
 def cmd_route(args) -> int:
-    from router.config import load_config
-    from router.core import ALL_HEALTHY, build_snapshot, decide
-    try:
-        valid = load_config(args.config)
-    except ConfigError as exc:
-        for path, message in exc.errors:
-            print(f"{path or '(document)'}: {message}", file=sys.stderr)
+    from router.core import ALL_HEALTHY, Facts, build_snapshot, decide
+    valid = _load(args.config)
+    if valid is None:
         return 1
     extra = {}
     if "jwt" in valid.config.routing.sources or args.token:
         from router.jwt_offline import offline_jwt_sources
         extra = offline_jwt_sources(valid)
     snap = build_snapshot(valid, loaded_at=time.time(), extra_sources=extra)
-    facts = _Facts(method=args.method, host=args.host, tenant_header=args.tenant,
-                   authorization=f"Bearer {args.token}" if args.token else None,
-                   geo=args.country, client=args.client)
+    facts = Facts.of(method=args.method, host=args.host, tenant=args.tenant, token=args.token,
+                     country=args.country, client=args.client)
     decision = decide(facts, snap, ALL_HEALTHY, time.time(), explain=True)
     _print_json(decision.as_dict())
     return 0 if decision.ok else 2

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.core import decide
+from router.core import Facts, decide
 
 if TYPE_CHECKING:
     from router.server import Router
@@ -52,19 +52,6 @@ async def get_stamps(request: web.Request) -> web.Response:
     return json_response({"version": snap.version, "stamps": router.health.stamp_status(snap)})
 
 
-class _QueryFacts:
-    __slots__ = ("method", "host", "tenant_header", "authorization", "geo", "client")
-
-    def __init__(self, q) -> None:
-        self.method = q.get("method", "GET").upper()
-        self.host = q.get("host")
-        self.tenant_header = q.get("tenant")
-        token = q.get("token")
-        self.authorization = f"Bearer {token}" if token else None
-        self.geo = q.get("country")
-        self.client = q.get("client", "127.0.0.1")
-
-
 async def get_route(request: web.Request) -> web.Response:
     """Explain the decision the router would make now, with live health."""
     router = request.app[ROUTER_KEY]
@@ -72,7 +59,9 @@ async def get_route(request: web.Request) -> web.Response:
     if not any(k in q for k in ("tenant", "host", "token", "country")):
         return json_response({"error": "give tenant, host, token or country as a query parameter"}, status=400)
     snap, _ = router.state.current
-    decision = decide(_QueryFacts(q), snap, router.health, time.time(), explain=True)
+    facts = Facts.of(method=q.get("method", "GET"), host=q.get("host"), tenant=q.get("tenant"),
+                     token=q.get("token"), country=q.get("country"), client=q.get("client"))
+    decision = decide(facts, snap, router.health, time.time(), explain=True)
     return json_response(decision.as_dict())
 
 

@@ -8,7 +8,7 @@ from router.core.decide import decide
 from router.core.decision import Decision
 from router.core.health_view import ALL_HEALTHY, AllHealthy, HealthView
 from router.core.snapshot import Snapshot, StampView, build_snapshot
-from router.core.sources import RequestFacts, TenantRejected
+from router.core.sources import Facts, RequestFacts, TenantRejected
 
-__all__ = ["ALL_HEALTHY", "AllHealthy", "Decision", "HealthView", "RequestFacts", "Snapshot",
+__all__ = ["ALL_HEALTHY", "AllHealthy", "Decision", "Facts", "HealthView", "RequestFacts", "Snapshot",
            "StampView", "TenantRejected", "build_snapshot", "decide"]

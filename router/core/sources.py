@@ -8,6 +8,7 @@ A source is an object with a `name` and `resolve(facts, now)`; the jwt source
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Protocol
 
 from router.core.tenant import MAX_TENANT_LEN, TENANT_RE
@@ -25,6 +26,26 @@ class RequestFacts(Protocol):
     authorization: str | None   # value of Authorization
     geo: str | None             # value of geo.header
     client: str                 # client IP address
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Request facts as a plain value: for decisions explained outside the data path
+    (`stamp-router route`, GET /route) and for tests."""
+
+    method: str = "GET"
+    host: str | None = None
+    tenant_header: str | None = None
+    authorization: str | None = None
+    geo: str | None = None
+    client: str = "127.0.0.1"
+
+    @classmethod
+    def of(cls, *, method: str = "GET", host: str | None = None, tenant: str | None = None,
+           token: str | None = None, country: str | None = None, client: str | None = None) -> Facts:
+        return cls(method=method.upper(), host=host, tenant_header=tenant,
+                   authorization=f"Bearer {token}" if token else None, geo=country,
+                   client=client or "127.0.0.1")
 
 
 class TenantRejected(Exception):

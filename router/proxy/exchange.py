@@ -535,7 +535,8 @@ class Exchange:
                                                  extra_headers=extra, head_only=self.method_b == b"HEAD"))
         self.finish(STATUS[kind])
 
-    def refuse_mid_body(self, kind: ErrorKind, message: str) -> None:
+    def _drop_upstream(self) -> None:
+        """Let go of the upstream side mid-request: close it, or stop connecting."""
         conn = self.upstream
         if conn is not None:
             self._detach(conn, False)
@@ -545,6 +546,9 @@ class Exchange:
             if self.pool is not None:
                 self.pool.outstanding -= 1
                 self.pool = None
+
+    def refuse_mid_body(self, kind: ErrorKind, message: str) -> None:
+        self._drop_upstream()
         self.pending = None
         self.replay_ok = False
         self.replay = None
@@ -554,15 +558,7 @@ class Exchange:
         """The client went away (499, nginx's code for it), or sent something unparsable."""
         if self.finished:
             return
-        conn = self.upstream
-        if conn is not None:
-            self._detach(conn, False)
-        if self.connect_task is not None:
-            self.connect_task.cancel()
-            self.connect_task = None
-            if self.pool is not None:
-                self.pool.outstanding -= 1
-                self.pool = None
+        self._drop_upstream()
         self.finish(status, aborted=True)
 
     def finish(self, status: int, aborted: bool = False) -> None:
