@@ -21,8 +21,7 @@ def _load(path: str):
     try:
         return load_config(path)
     except ConfigError as exc:
-        for field, message in exc.errors:
-            print(f"{field or '(document)'}: {message}", file=sys.stderr)
+        print("\n".join(exc.lines()), file=sys.stderr)
         return None
 
 

@@ -72,7 +72,15 @@ class ConfigError(Exception):
 
     def __init__(self, errors: list[tuple[str, str]]) -> None:
         self.errors = errors
-        super().__init__("\n".join(f"{p}: {m}" if p else m for p, m in errors))
+        super().__init__("\n".join(format_error(p, m) for p, m in errors))
 
     def as_json(self) -> list[dict[str, str]]:
         return [{"path": p, "message": m} for p, m in self.errors]
+
+    def lines(self, limit: int | None = None) -> list[str]:
+        """Each error as "path: message", the form `check`, `serve` and the logs print."""
+        return [format_error(p, m) for p, m in self.errors[:limit]]
+
+
+def format_error(path: str, message: str) -> str:
+    return f"{path or '(document)'}: {message}"

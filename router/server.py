@@ -152,9 +152,8 @@ class Router:
         return 0
 
 
-def _print_errors(errors) -> None:
-    for path, message in errors:
-        print(f"{path or '(document)'}: {message}", file=sys.stderr)
+def _print_errors(exc: ConfigError) -> None:
+    print("\n".join(exc.lines()), file=sys.stderr)
 
 
 def serve(config_path: str) -> int:
@@ -169,7 +168,7 @@ def serve(config_path: str) -> int:
         try:
             start = await choose_start(config_path)
         except ConfigError as exc:
-            _print_errors(exc.errors)
+            _print_errors(exc)
             return 1
         for warning in start.warnings:
             log.warning("%s", warning)
@@ -179,7 +178,7 @@ def serve(config_path: str) -> int:
         try:
             return await router.run()
         except ConfigError as exc:
-            _print_errors(exc.errors)
+            _print_errors(exc)
             return 1
         except OSError as exc:
             print(f"stamp-router: cannot start: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from router.config import ConfigError, ValidConfig
+from router.errors import format_error
 from router.config.schema import Control
 from router.control.bulk import busy_worker
 from router.control.candidate import Bootstrap, Candidate, prepare
@@ -75,7 +76,7 @@ class ReloadResult:
 
     def summary(self) -> str:
         if self.outcome == INVALID:
-            return f"{len(self.errors)} error(s): " + "; ".join(f"{p or '(document)'}: {m}" for p, m in self.errors[:5])
+            return f"{len(self.errors)} error(s): " + "; ".join(format_error(p, m) for p, m in self.errors[:5])
         if self.outcome == UNSAFE and self.plan is not None:
             return "; ".join(self.plan.reasons()) + " (push with force to apply it anyway)"
         return f"version {self.version}"
@@ -204,7 +205,7 @@ class Reloader:
         log.warning("config from %s rejected (%s), still serving %s: %s", result.source, result.outcome,
                     self.current.version, result.summary())
         for path, message in result.errors:
-            log.warning("  %s: %s", path or "(document)", message)
+            log.warning("  %s", format_error(path, message))
         return result
 
     async def persist(self, valid: ValidConfig) -> bool:

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from router.config import ConfigError, ValidConfig, format_of, validate_document
+from router.errors import format_error
 from router.config.load import read_tenants_whole
 from router.control.candidate import PROCESS_SECTIONS, Bootstrap, Candidate, prepare, read_bootstrap, sniff_format
 from router.control.guard import plan_drop
@@ -117,7 +118,7 @@ async def choose_start(config_path: str) -> Start:
         lkg_origin.lkg = True
         warnings.append(f"starting from the last known good config (version {lkg_valid.version}); "
                         f"the {'control plane' if kind == 'url' else 'config file'} gave none: "
-                        + "; ".join(f"{p or '(document)'}: {m}" for p, m in errors[:10]))
+                        + "; ".join(format_error(p, m) for p, m in errors[:10]))
         return start(lkg_valid, lkg_origin, failed, persist=False)
     if kind == "url" and bootstrap.has_routing:
         seed, seed_errors = _try(Candidate("file", bootstrap.path, bootstrap.data, format_of(bootstrap.path)),
