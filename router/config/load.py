@@ -194,12 +194,17 @@ def load_bytes(data: bytes, *, fmt: str, source: str, base_dir: str = ".") -> Va
                              digest_parts=(data,))
 
 
-def load_config(path: str) -> ValidConfig:
-    """Read and validate a config file; raise ConfigError (path errors) or OSError."""
+def read_config_file(path: str) -> bytes:
+    """A config file's bytes; an unreadable file is a ConfigError like any other."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            return fh.read()
     except OSError as exc:
         raise ConfigError([("", f"cannot read {path}: {exc.strerror}")]) from None
+
+
+def load_config(path: str) -> ValidConfig:
+    """Read and validate a config file; raise ConfigError with every error."""
+    data = read_config_file(path)
     return load_bytes(data, fmt=format_of(path), source=os.path.abspath(path),
                       base_dir=os.path.dirname(os.path.abspath(path)))

@@ -14,7 +14,7 @@ import dns.exception
 import dns.name
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from router.config.load import loc_to_path, parse_document
+from router.config.load import loc_to_path, parse_document, read_config_file
 from router.config.schema import Duration, HostPort
 from router.errors import ConfigError
 
@@ -238,11 +238,7 @@ def parse_dns_config(doc: dict, base_dir: str = ".") -> DnsConfig:
 
 
 def load_dns_config(path: str) -> DnsConfig:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ConfigError([("", f"cannot read {path}: {exc.strerror}")]) from None
+    data = read_config_file(path)
     return parse_dns_config(parse_document(data, "toml"), os.path.dirname(os.path.abspath(path)))
 
 

@@ -120,9 +120,9 @@ class Exchange:
         self._send_body(data)
 
     def on_request_done(self) -> None:
+        """The end of a chunked body: send the last chunk and the trailers."""
         self.req_done = True
-        if self.chunked:
-            self._send_body(b"0\r\n" + (b"".join(self.trailers) if self.trailers else b"") + CRLF)
+        self._send_body(b"0\r\n" + (b"".join(self.trailers) if self.trailers else b"") + CRLF)
 
     def _send_body(self, data: bytes) -> None:
         if self.replay_ok:
