@@ -23,8 +23,9 @@ log = logging.getLogger("stamp_router.control")
 
 Fingerprint = tuple | None
 
-# A change is acted on once the file has stayed the same this long (or one watch
-# interval, if shorter): an editor or a `cp` writes in several calls.
+# A file written in place is acted on once it has stayed the same this long (or one
+# watch interval, if shorter): an editor or a `cp` writes in several calls. A file put in
+# place by a rename or a symlink swap is complete when it appears, and is read at once.
 SETTLE = 0.1
 # Largest control-plane document accepted.
 MAX_DOCUMENT_BYTES = 256 * 1024**2
@@ -47,6 +48,17 @@ def fingerprint(path: str) -> Fingerprint:
 
 def fingerprints(paths: list[str]) -> dict[str, Fingerprint]:
     return {p: fingerprint(p) for p in paths}
+
+
+def replaced(before: dict[str, Fingerprint], after: dict[str, Fingerprint]) -> bool:
+    """Whether every file that changed is another file now (renamed or swapped in)."""
+    for path, fp in after.items():
+        old = before.get(path)
+        if fp == old:
+            continue
+        if fp is None or old is None or fp[:3] == old[:3]:      # (real path, device, inode)
+            return False
+    return True
 
 
 class FileWatcher:
@@ -78,7 +90,8 @@ class FileWatcher:
             now = await asyncio.to_thread(fingerprints, self._paths())
             if now == self._last:
                 continue
-            now = await self._settled(now)
+            if not replaced(self._last, now):
+                now = await self._settled(now)
             missing = [p for p, fp in now.items() if fp is None]
             if missing:
                 if now != self._last:

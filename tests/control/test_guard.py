@@ -46,3 +46,25 @@ def test_a_safe_plan_may_stop_counting_but_a_refusal_is_exact():
     assert plan.unsafe and plan.pins_exact and plan.pins_dropped == 30000
     plan = plan_drop(before, dict(before), STAMPS, STAMPS, 0.5)
     assert not plan.unsafe and not plan.pins_exact and plan.pins_dropped <= 25000
+
+
+BIG = {f"t{i:06d}": "eu-1" for i in range(60000)}
+
+
+def test_a_large_clearly_safe_candidate_is_judged_on_a_sample():
+    after = {t: s for i, (t, s) in enumerate(BIG.items()) if i % 10}      # drops 10 %
+    plan = plan_drop(BIG, after, STAMPS, STAMPS, 0.5)
+    assert not plan.unsafe and not plan.pins_exact
+    # The estimate: six worst-case deviations of a 4,096-pin sample are 4.7 points.
+    assert abs(plan.pins_dropped - 6000) <= 0.047 * len(BIG)
+
+
+def test_a_large_candidate_near_the_threshold_is_counted_not_sampled():
+    after = dict(list(BIG.items())[:28800])                              # drops 52 %
+    plan = plan_drop(BIG, after, STAMPS, STAMPS, 0.5)
+    assert plan.unsafe and plan.pins_exact and plan.pins_dropped == 31200
+
+
+def test_a_large_candidate_dropping_everything_is_refused_with_the_exact_count():
+    plan = plan_drop(BIG, {}, STAMPS, STAMPS, 0.5)
+    assert plan.unsafe and plan.pins_exact and plan.pins_dropped == len(BIG)

@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 from router.config.schema import Control
 from router.control.reaper import Reaper, large_tables
-from router.control.sources import HttpPoller, fingerprint
+from router.control.sources import HttpPoller, fingerprint, replaced
 
 
 def k8s_layout(root, content: bytes, version: str) -> str:
@@ -46,6 +46,29 @@ def test_a_configmap_symlink_swap_is_seen(tmp_path):
     k8s_layout(tmp_path, b"a", "v2")           # even with the same content and size
     after = fingerprint(link)
     assert after != before and after[0].endswith("..v2/router.toml")
+
+
+def test_renames_and_swaps_are_read_at_once_and_in_place_writes_wait_to_settle(tmp_path):
+    path, other = str(tmp_path / "router.toml"), str(tmp_path / "tenants.json")
+    for p in (path, other):
+        open(p, "wb").write(b"a")
+    start = {path: fingerprint(path), other: fingerprint(other)}
+    (tmp_path / "new").write_bytes(b"b")
+    os.replace(tmp_path / "new", path)
+    renamed = {path: fingerprint(path), other: start[other]}
+    assert replaced(start, renamed)
+    with open(other, "ab") as fh:             # and the other one written in place
+        fh.write(b"c")
+    both = {path: renamed[path], other: fingerprint(other)}
+    assert not replaced(renamed, both) and not replaced(start, both)
+    assert not replaced(start, {path: None, other: start[other]})   # gone: not a new file
+
+
+def test_a_configmap_swap_is_a_replacement(tmp_path):
+    link = k8s_layout(tmp_path, b"a", "v1")
+    before = {link: fingerprint(link)}
+    k8s_layout(tmp_path, b"b", "v2")
+    assert replaced(before, {link: fingerprint(link)})
 
 
 def test_a_missing_file_has_no_fingerprint(tmp_path):
