@@ -34,6 +34,9 @@ class ValidConfig:
     digest: str                        # sha256 over the documents it came from
     source: str                        # where it came from: a path, a URL, "admin"
     document: Mapping[str, Any] = field(repr=False)  # the raw document, tenants included
+    # Relative paths in the config (tenants_file, jwt key files) are relative to this: the
+    # directory of the local config file, also for a config from the control plane or a push.
+    base_dir: str = ""
 
     @property
     def version(self) -> str:
@@ -186,7 +189,8 @@ def validate_document(doc: dict, *, source: str, base_dir: str = ".",
         h.update(orjson.dumps(doc["tenants"], option=orjson.OPT_SORT_KEYS))
     # pins and modes stay plain dicts (never mutated once built): the request path reads them.
     return ValidConfig(config=config, pins=pins, modes=modes,
-                       digest=h.hexdigest(), source=source, document=MappingProxyType(doc))
+                       digest=h.hexdigest(), source=source, document=MappingProxyType(doc),
+                       base_dir=os.path.abspath(base_dir))
 
 
 def load_bytes(data: bytes, *, fmt: str, source: str, base_dir: str = ".") -> ValidConfig:

@@ -33,10 +33,9 @@ class KeyLoadError(Exception):
 
 def config_dir(valid: "ValidConfig") -> str:
     # A config that came from the control plane or the admin API has no file of its own;
-    # its relative paths are the local config file's (base_dir, when the loader records it).
-    base = getattr(valid, "base_dir", None)
-    if base:
-        return base
+    # its relative paths are the local config file's (the loader records that directory).
+    if valid.base_dir:
+        return valid.base_dir
     source = valid.source
     return os.path.dirname(source) if os.path.isabs(source) else os.getcwd()
 

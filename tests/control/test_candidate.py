@@ -5,6 +5,7 @@ import pytest
 
 from router.config import ConfigError
 from router.control.candidate import Candidate, bootstrap_from, prepare, sniff_format
+from router.jwt.keyfiles import resolve_path
 
 LOCAL = b"""
 [listen]
@@ -33,6 +34,16 @@ def test_a_remote_document_cannot_change_the_bootstrap_sections(tmp_path):
     assert (cfg.admin.listen, cfg.admin.token_file) == ("127.0.0.1:9901", "admin.token")
     assert cfg.control.url == "http://127.0.0.1:7000/config"
     assert dict(valid.pins) == {"acme": "eu-1"}
+
+
+def test_relative_key_files_of_a_remote_document_are_the_local_config_files(tmp_path, monkeypatch):
+    # Not the working directory: a router started from / must find the same key file.
+    monkeypatch.chdir("/")
+    bootstrap = bootstrap_from(str(tmp_path / "router.toml"), LOCAL)
+    remote = {**REMOTE, "routing": {"sources": ["jwt"]},
+              "jwt": {"algorithms": ["RS256"], "jwks_file": "keys/jwks.json"}}
+    valid, _ = prepare(Candidate("url", "http://cp/", orjson.dumps(remote), "json"), bootstrap, overlay=True)
+    assert resolve_path(valid, valid.config.jwt.jwks_file) == str(tmp_path / "keys" / "jwks.json")
 
 
 def test_the_digest_is_the_documents_not_the_local_files(tmp_path):
