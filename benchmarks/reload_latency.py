@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=2000.0, help="requests per second at most")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--client", choices=("auto", "wrk", "asyncio"), default="auto")
-    ap.add_argument("--watch-interval", type=float, default=0.2, help="the router's control.watch_interval")
+    ap.add_argument("--watch-interval", type=float, default=0.25, help="the router's control.watch_interval (default: the router's own default)")
     ap.add_argument("--gap", type=float, default=0.0,
                     help="seconds between reloads (0: back to back, the worst case)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
