@@ -57,24 +57,32 @@ class MemTransport:
         return ("127.0.0.1", 40000) if name == "peername" else default
 
 
-async def run(n: int, profile: bool, warmup: int, repeat: int) -> None:
-    doc = {
-        "routing": {"sources": ["header"], "domains": ["stamps.test"]},
-        "stamps": [{"name": "eu-1", "region": "eu", "backends": ["127.0.0.1:9"], "health": {"enabled": False}}],
-        "tenants": {"acme": "eu-1"},
-    }
-    valid = validate_document(doc, source="micro")
+DOC = {
+    "routing": {"sources": ["header"], "domains": ["stamps.test"]},
+    "stamps": [{"name": "eu-1", "region": "eu", "backends": ["127.0.0.1:9"], "health": {"enabled": False}}],
+    "tenants": {"acme": "eu-1"},
+}
+
+
+def build(doc: dict = DOC, transport: type = MemTransport):
+    """The data path of one client connection with one pooled upstream connection to the
+    stamp's first backend (also used by tests/proxy/test_dataplane.py). Needs a running loop."""
     registry = CollectorRegistry()
-    health = HealthRegistry(registry)
-    state = RouterState(build_snapshot(valid, loaded_at=time.time()), health)
+    state = RouterState(build_snapshot(validate_document(doc, source="micro"), loaded_at=time.time()),
+                        HealthRegistry(registry))
     metrics = ProxyMetrics(registry, lambda: {})
     server = ProxyServer(state, metrics)
-    pool = server.pools.get("127.0.0.1:9")
+    pool = server.pools.get(doc["stamps"][0]["backends"][0])
     upstream = UpstreamConnection(pool)
-    upstream.connection_made(MemTransport())
+    upstream.connection_made(transport())
     pool.put(upstream)
     client = ClientConnection(server)
-    client.connection_made(MemTransport())
+    client.connection_made(transport())
+    return server, client, upstream, metrics
+
+
+async def run(n: int, profile: bool, warmup: int, repeat: int) -> None:
+    server, client, upstream, metrics = build()
 
     def one() -> None:
         client.data_received(REQUEST)

@@ -85,7 +85,13 @@ def decide(facts: RequestFacts, snap: Snapshot, health: HealthView, now: float,
                         message="no tenant in the request" + (" (a bearer token is required)" if snap.jwt_in_sources else ""),
                         www_authenticate="Bearer" if snap.jwt_in_sources else None)
 
-    return _serve(tenant, source, name, reason, mode, snap, health, steps)
+    # The placed stamp if it can serve (inline: nearly every request ends here), else
+    # the first of its failover list that can.
+    stamp = snap.stamps[name]
+    backends = health.healthy_backends(stamp) if stamp.state != "offline" else ()
+    if backends:
+        return forward(tenant, source, name, reason, backends, mode, tuple(steps) if steps else ())
+    return _failover(tenant, source, name, reason, mode, stamp, snap, health, steps)
 
 
 def _resolve_explained(src, facts: RequestFacts, now: float, steps: list[str]) -> str | None:
@@ -95,13 +101,9 @@ def _resolve_explained(src, facts: RequestFacts, now: float, steps: list[str]) -
     return src.resolve(facts, now) if hook is None else hook(facts, now, steps)
 
 
-def _serve(tenant, source, name, reason, mode, snap: Snapshot, health: HealthView,
-           steps: list[str] | None) -> Decision:
-    """The placed stamp if it can serve, else the first of its failover list that can."""
-    stamp = snap.stamps[name]
-    backends = health.healthy_backends(stamp) if stamp.state != "offline" else ()
-    if backends:
-        return forward(tenant, source, name, reason, backends, mode, tuple(steps) if steps else ())
+def _failover(tenant, source, name, reason, mode, stamp, snap: Snapshot, health: HealthView,
+              steps: list[str] | None) -> Decision:
+    """The placed stamp cannot serve: the first of its failover list that can."""
     if steps is not None:
         steps.append(f"stamp {name!r} cannot serve ({'offline' if stamp.state == 'offline' else 'no healthy backend'})")
     for alt_name in stamp.failover:

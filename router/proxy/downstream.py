@@ -26,9 +26,8 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 from router.errors import STATUS, ErrorKind, RouterError
 from router.proxy.exchange import Exchange
 from router.proxy.http import CRLF, REQUEST_ID_RE, error_response
-from router.proxy.settings import (H_AUTH, H_CONNECTION, H_CONTENT_LENGTH, H_EXPECT, H_GEO, H_HOP, H_HOST,
-                                   H_REQUEST_ID, H_TENANT, H_TRANSFER_ENCODING, H_UPGRADE, H_XF_HOST,
-                                   H_XF_PROTO, H_XFF)
+from router.proxy.settings import (H_AUTH, H_CONNECTION, H_CONTENT_LENGTH, H_EXPECT, H_GEO, H_HOST, H_PASS,
+                                   H_REQUEST_ID, H_TENANT, H_TRANSFER_ENCODING, H_UPGRADE, H_XFF)
 
 if TYPE_CHECKING:
     from router.proxy.server import ProxyServer
@@ -43,7 +42,7 @@ P_PIPELINE, P_UPSTREAM_FULL, P_PENDING, P_UPGRADE = 1, 2, 4, 8
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
                  "deadline", "pause_mask", "write_paused", "tunnel", "upgraded", "early", "closed",
-                 "eof", "interest", "max_head", "xff_line", "client_b")
+                 "eof", "interest", "spelled", "max_head", "forwarded", "client_b")
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
@@ -63,7 +62,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.eof = False
         self.client_b = b"-"
-        self.xff_line = b"X-Forwarded-For: -\r\n"
+        self.forwarded = b"X-Forwarded-For: -\r\nX-Forwarded-Proto: http\r\n"
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -77,7 +76,9 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             self.client_ip = peer[0]
         self.client_b = self.client_ip.encode()
-        self.xff_line = b"X-Forwarded-For: " + self.client_b + CRLF
+        # The X-Forwarded-* lines of a request without its own X-Forwarded-For: the same
+        # for every request of the connection.
+        self.forwarded = b"X-Forwarded-For: " + self.client_b + b"\r\nX-Forwarded-Proto: http\r\n"
         self.deadline = server.loop.time() + server.state.settings.header_timeout
 
     def data_received(self, data: bytes) -> None:
@@ -183,6 +184,7 @@ class ClientConnection(asyncio.Protocol):
         settings = ex.settings
         # Read once per request: on_header runs for every field.
         self.interest = settings.interest.get
+        self.spelled = settings.spelled.get
         self.max_head = settings.max_header_bytes
         self.head_bytes = 0
         if self.phase == IDLE:
@@ -207,8 +209,10 @@ class ClientConnection(asyncio.Protocol):
         self.head_bytes += len(name) + len(value) + 4
         if self.head_bytes > self.max_head:
             raise RouterError(ErrorKind.HEADERS_TOO_LARGE, "request head exceeds limits.max_header_bytes")
-        kind = self.interest(name.lower())
+        kind = self.spelled(name)
         if kind is None:
+            kind = self.interest(name.lower(), H_PASS)
+        if kind == H_PASS:
             ex.lines.append(name + b": " + value + CRLF)
         elif kind == H_HOST:
             if ex.host_b is not None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from router.core.decide import decide
 from router.errors import STATUS, ErrorKind
-from router.proxy.http import CONNECTION_OPTIONS, CRLF, connection_tokens, error_response, status_line
+from router.proxy.http import CONNECTION_OPTIONS, CRLF, STATUS_LINES, connection_tokens, error_response, status_line
 from router.proxy.upstream import F_CHUNKED, F_LENGTH, F_NONE, F_RAW_CLOSE, BackendPool, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -34,25 +34,29 @@ _perf_counter = time.perf_counter
 
 
 class Exchange:
-    # No __slots__: one Exchange is built per request, and setting ~45 slots cost more
-    # (measured ~2 us) than the handful of instance attributes set below. Every other
-    # attribute starts as the immutable class-level default here; mutable containers
-    # (pending, replay, tried, trailers, out) are created when first needed.
-    # request head
-    method_b = b"GET"
-    url = b""
-    tenant_header: str | None = None
-    host_b = authorization_b = geo_b = request_id = xff = conn_header = upgrade = None
-    content_length: int | None = None
-    chunked = http10 = head_done = False
-    keep_alive = True
+    # The attributes every request touches are slots, set in __init__: slot reads and
+    # writes are the cheapest Python has, and no per-request dict is built. (An instance
+    # dict is shared-key only up to 30 names per class; past that, the requests of a
+    # process that had once set enough different names each paid for a private dict.)
+    # The rest are rare (bodies, retries, trailers, upgrades, interim responses): they
+    # keep class-level defaults and go to the instance __dict__ only when a path sets them.
+    __slots__ = (
+        "conn", "server", "snap", "settings", "t0", "lines",
+        # request head
+        "url", "method_b", "host_b", "tenant_header", "authorization_b", "request_id", "xff",
+        "conn_header", "upgrade", "content_length", "chunked", "http10", "head_done", "keep_alive",
+        # carrying out
+        "decision", "head", "pool", "backend", "upstream", "up_deadline", "req_done",
+        # response
+        "out", "resp_lines", "resp_length", "resp_chunked", "resp_conn", "resp_close", "status",
+        "resp_started", "framing", "close_after", "bytes_out", "finished",
+        "__dict__",
+    )
+    # rare: request
+    geo_b = None
     trailers: list[bytes] | None = None
-    # carrying out
-    decision = None
-    head = b""
-    pool: BackendPool | None = None
-    backend: str | None = None
-    upstream: UpstreamConnection | None = None
+    # rare: carrying out
+    t_up = 0.0                          # set only when the access log is on
     tried: list[str] | None = None
     connect_task = None
     pending: list[bytes] | None = None
@@ -60,27 +64,13 @@ class Exchange:
     replay: list[bytes] | None = None   # what was sent upstream, kept for a resend
     replay_ok = True                    # False once the body outgrew REPLAY_MAX
     replay_bytes = body_in = 0
-    req_done = retried = False
-    up_deadline = INF
-    # response, as parsed from the backend (UpstreamConnection writes these)
-    resp_lines: list[bytes] | None = None   # end-to-end header lines, passed through
-    resp_length: bytes | None = None
-    resp_chunked = resp_close = in_trailers = False
-    resp_conn: bytes | None = None
+    retried = False
+    # rare: response, as parsed from the backend (UpstreamConnection writes these)
     resp_upgrade: bytes | None = None
     resp_trailers: list[bytes] | None = None
     until_close = False       # body ends when the backend closes (RFC 9112 6.3 rule 8)
     fail_kind = "reset"       # how the upstream connection failed, for metrics and the answer
     fail_message: str | None = None
-    # response, as relayed to the client
-    status = 0
-    framing = F_NONE
-    resp_started = close_after = finished = False
-    bytes_out = 0
-    t_up = 0.0
-    # While an upstream read is being parsed, client-bound bytes collect here and go
-    # out in one write: head and body of a small response cost one send(), not two.
-    out: list[bytes] | None = None
 
     # The other request facts the core reads, decoded only when a source asks for them:
     # most routing reads one header, not four.
@@ -106,8 +96,32 @@ class Exchange:
         # Each request is decided and carried out on the snapshot current when it began.
         self.snap, self.settings = server.state.current
         self.t0 = _perf_counter()   # durations: uvloop's loop.time() only has 1 ms resolution
-        self.client = conn.client_ip
         self.lines: list[bytes] = []
+        # request head (ClientConnection fills these)
+        self.url = b""
+        self.method_b = b"GET"
+        self.host_b = self.tenant_header = self.authorization_b = self.request_id = None
+        self.xff = self.conn_header = self.upgrade = self.content_length = None
+        self.chunked = self.http10 = self.head_done = self.req_done = False
+        self.keep_alive = True
+        # carrying out
+        self.decision = self.pool = self.backend = self.upstream = None
+        self.head = b""
+        self.up_deadline = INF
+        # response, as parsed from the backend (UpstreamConnection writes these) ...
+        self.resp_lines = self.resp_length = self.resp_conn = None
+        self.resp_chunked = self.resp_close = False
+        # ... and as relayed to the client. While an upstream read is being parsed,
+        # client-bound bytes collect in `out` and go out in one write: head and body of
+        # a small response cost one send(), not two.
+        self.out = None
+        self.status = self.bytes_out = 0
+        self.framing = F_NONE
+        self.resp_started = self.close_after = self.finished = False
+
+    @property
+    def client(self) -> str:
+        return self.conn.client_ip
 
     # -- request side ------------------------------------------------------------------
     def on_body(self, chunk: bytes) -> None:
@@ -148,14 +162,15 @@ class Exchange:
     # -- deciding ----------------------------------------------------------------------
     def start(self) -> None:
         """The head is complete and this is the connection's current exchange."""
-        state = self.server.state
-        settings = self.settings
+        server = self.server
+        snap = self.snap
         if self.request_id is None:
-            self.request_id = self.server.next_request_id()
-        if self.content_length is not None and self.content_length > settings.max_body_bytes:
+            self.request_id = server.next_request_id()
+        if self.content_length is not None and self.content_length > self.settings.max_body_bytes:
             self.refuse(ErrorKind.BODY_TOO_LARGE, "request body exceeds limits.max_body_bytes")
             return
-        d = decide(self, self.snap, state.health, _time())
+        # Only token expiry reads the clock.
+        d = decide(self, snap, server.state.health, _time() if snap.jwt_in_sources else 0.0)
         self.decision = d
         if d.error is not None:
             extra = ()
@@ -166,48 +181,51 @@ class Exchange:
             self.refuse(d.error, d.message, extra)
             return
         if d.placed is not None:
-            self.server.metrics.failover(d.placed, d.stamp)
+            server.metrics.failover(d.placed, d.stamp)
         self.head = self._build_head(d)
         self.dispatch(force_new=False)
 
     def _build_head(self, d) -> bytes:
-        settings = self.settings
+        """The request head sent upstream. Called once per request: the forwarded lines
+        collected by the parser get the router's own appended in place."""
         lines = self.lines
         if self.conn_header is not None:
             # RFC 9110 7.6.1: fields named in Connection are hop-by-hop too.
             named = connection_tokens(self.conn_header) - CONNECTION_OPTIONS
             if named:
                 lines = [ln for ln in lines if ln.split(b":", 1)[0].strip().lower() not in named]
-        parts = [self.method_b, b" ", self.url, b" HTTP/1.1\r\n", *lines]
-        if self.host_b is None:
-            parts.append(b"Host: " + d.backends[0].encode() + CRLF)
+        host = self.host_b
+        if host is None:
+            lines.append(b"Host: " + d.backends[0].encode() + CRLF)
         if d.tenant is not None:
-            parts.append(settings.tenant_header + b": " + d.tenant.encode() + CRLF)
+            lines.append(b"%s: %s\r\n" % (self.settings.tenant_header, d.tenant.encode()))
         if self.xff:
-            parts.append(b"X-Forwarded-For: " + self.xff + b", " + self.conn.client_b + CRLF)
+            lines.append(b"X-Forwarded-For: %s, %s\r\nX-Forwarded-Proto: http\r\n" % (self.xff, self.conn.client_b))
         else:
-            parts.append(self.conn.xff_line)
-        parts.append(b"X-Forwarded-Proto: http\r\n")
-        if self.host_b is not None:
-            parts.append(b"X-Forwarded-Host: " + self.host_b + CRLF)
-        parts.append(b"X-Request-ID: " + self.request_id + CRLF)
+            lines.append(self.conn.forwarded)
+        if host is not None:
+            lines.append(b"X-Forwarded-Host: %s\r\nX-Request-ID: %s\r\n" % (host, self.request_id))
+        else:
+            lines.append(b"X-Request-ID: " + self.request_id + CRLF)
         if self.chunked:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+            lines.append(b"Transfer-Encoding: chunked\r\n")
         elif self.content_length is not None:
-            parts.append(b"Content-Length: %d\r\n" % self.content_length)
+            lines.append(b"Content-Length: %d\r\n" % self.content_length)
         if self.upgrade is not None:
-            parts.append(b"Connection: Upgrade\r\nUpgrade: " + self.upgrade + CRLF)
-        parts.append(CRLF)
-        return b"".join(parts)
+            lines.append(b"Connection: Upgrade\r\nUpgrade: " + self.upgrade + CRLF)
+        lines.append(CRLF)
+        return b"%s %s HTTP/1.1\r\n%s" % (self.method_b, self.url, b"".join(lines))
 
     # -- carrying out ------------------------------------------------------------------
     def dispatch(self, force_new: bool) -> None:
-        backend = self._pick()
+        candidates = self.decision.backends
+        # One candidate, none tried yet: most stamps, most requests.
+        backend = candidates[0] if len(candidates) == 1 and self.tried is None else self._pick()
         if backend is None:
             self.refuse(ErrorKind.UPSTREAM_FAILURE, "no backend of the stamp could be reached")
             return
         pools = self.server.pools
-        pool = pools.get(backend)
+        pool = pools.pools.get(backend) or pools.get(backend)
         self.pool = pool
         self.backend = backend
         pool.outstanding += 1
@@ -304,15 +322,15 @@ class Exchange:
     def _attach(self, conn: UpstreamConnection) -> None:
         conn.exchange = self
         self.upstream = conn
-        write = conn.transport.write
         if self.pending:
-            write(self.head + b"".join(self.pending))
+            conn.transport.write(self.head + b"".join(self.pending))
             self.pending = None
             self.pending_bytes = 0
             self.conn.resume_reading(4)
         else:
-            write(self.head)
-        self.t_up = _perf_counter()
+            conn.transport.write(self.head)
+        if self.server.access_log is not None:
+            self.t_up = _perf_counter()
         self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
         if self.conn.write_paused:
             conn.pause_reading()
@@ -355,9 +373,9 @@ class Exchange:
         self.resp_close = False
 
     def response_head(self, conn: UpstreamConnection, status: int) -> None:
+        # (up_deadline moves on once per upstream read: UpstreamConnection.data_received)
         self.status = status
         self.resp_started = True
-        self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
         close = self.close_after or not self.keep_alive or self.server.draining
         length = self.resp_length
         # RFC 9112 6.3: how the body is delimited, and how it will be to the client.
@@ -378,7 +396,7 @@ class Exchange:
         parts = self.resp_lines or []
         # The standard reason phrase, not the backend's: clients ignore it (RFC 9112 4),
         # and taking it from a table spares a parser callback per response.
-        parts.insert(0, status_line(status))
+        parts.insert(0, STATUS_LINES.get(status) or status_line(status))
         if length is not None and framing != F_CHUNKED and framing != F_RAW_CLOSE:
             parts.append(b"Content-Length: " + length + CRLF)
         elif framing == F_CHUNKED:
@@ -395,7 +413,11 @@ class Exchange:
             elif self.http10:
                 parts.append(b"Connection: keep-alive\r\n")
         parts.append(CRLF)
-        self._cw(b"".join(parts))
+        out = self.out
+        if out is not None:
+            out.append(b"".join(parts))
+        else:
+            self.conn.transport.write(b"".join(parts))
 
     def _cw(self, data: bytes) -> None:
         out = self.out
@@ -414,7 +436,6 @@ class Exchange:
         if self.finished:
             return
         self.bytes_out += len(body)
-        self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
         if self.framing == F_CHUNKED:
             body = b"%x\r\n%b\r\n" % (len(body), body)
         out = self.out

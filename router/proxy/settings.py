@@ -13,11 +13,20 @@ from router.core.snapshot import Snapshot
 # Which request header feeds which fact. Values index ProxySettings.interest.
 H_HOST, H_TENANT, H_AUTH, H_GEO, H_REQUEST_ID, H_CONTENT_LENGTH, H_TRANSFER_ENCODING, \
     H_CONNECTION, H_UPGRADE, H_EXPECT, H_XFF, H_XF_PROTO, H_XF_HOST, H_HOP = range(14)
+H_PASS = -1   # an end-to-end field: forwarded as it came
+
+# Fields clients commonly send that the router passes through: with their usual
+# spellings in ProxySettings.spelled, most request fields cost one dict lookup and
+# no .lower().
+_COMMON_PASS = (b"User-Agent", b"Accept", b"Accept-Encoding", b"Accept-Language", b"Cookie", b"Referer",
+                b"Origin", b"Content-Type", b"Cache-Control", b"Pragma", b"If-None-Match",
+                b"If-Modified-Since", b"Sec-Fetch-Site", b"Sec-Fetch-Mode", b"Sec-Fetch-Dest", b"DNT")
 
 
 @dataclass(frozen=True, slots=True)
 class ProxySettings:
     interest: dict[bytes, int]        # lowercased header name -> H_* index
+    spelled: dict[bytes, int]         # usual spellings -> H_* index or H_PASS (a cache of the above)
     tenant_header: bytes              # as sent upstream (configured spelling)
     stamp_header: bytes               # b"" when off
     stamp_lines: dict[str, bytes]     # stamp -> its ready-made response header line ({} when off)
@@ -45,8 +54,14 @@ def settings_for(snap: Snapshot) -> ProxySettings:
     # The tenant header is always replaced upstream, whichever sources are configured.
     interest[cfg.routing.tenant_header.lower().encode()] = H_TENANT
     interest[cfg.geo.header.lower().encode()] = H_GEO
+    spelled = {name: H_PASS for name in _COMMON_PASS if name.lower() not in interest}
+    spelled.update({name.title(): kind for name, kind in interest.items()})
+    spelled.update({b"TE": H_HOP, b"X-Request-ID": H_REQUEST_ID, b"X-Forwarded-For": H_XFF,
+                    cfg.routing.tenant_header.encode(): H_TENANT, cfg.geo.header.encode(): H_GEO})
+    spelled.update({name: kind for name, kind in interest.items()})
     return ProxySettings(
         interest=interest,
+        spelled=spelled,
         tenant_header=cfg.routing.tenant_header.encode(),
         stamp_header=cfg.routing.stamp_header.encode(),
         stamp_lines={name: f"{cfg.routing.stamp_header}: {name}\r\n".encode() for name in snap.stamps}

@@ -78,6 +78,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.close()
             return
         self.got_bytes = True
+        started, sent = ex.resp_started, ex.bytes_out
         out = ex.out = []
         try:
             self.parser.feed_data(data)
@@ -87,9 +88,16 @@ class UpstreamConnection(asyncio.Protocol):
             ex.flush()
             ex.upstream_failed(self, "protocol", f"invalid response from backend: {exc}")
         else:
-            if ex.out is out and out:
-                ex.flush()
-            ex.out = None
+            if ex.out is out:
+                # The response goes on past this read (a complete one has flushed and
+                # detached): send what came, and if the head or body bytes came, the
+                # backend has upstream_timeout again from now. Once per read, not per
+                # callback: most responses end within their first read.
+                if out:
+                    ex.flush()
+                ex.out = None
+                if ex.bytes_out != sent or ex.resp_started is not started:
+                    ex.up_deadline = ex.server.loop.time() + ex.settings.upstream_timeout
         if self.reset_parser:
             self.reset_parser = False
             self.parser = HttpResponseParser(self)
@@ -144,7 +152,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks (response) ---------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.exchange
-        if ex.in_trailers:
+        if ex.resp_started:
             if ex.resp_trailers is not None:
                 ex.resp_trailers.append(name + b": " + value + CRLF)
             return
@@ -176,7 +184,6 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             ex.interim_response(status)
             return
-        ex.in_trailers = True
         if ex.resp_chunked:
             ex.resp_trailers = []
         ex.response_head(self, status)

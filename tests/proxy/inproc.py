@@ -1,0 +1,58 @@
+"""The data path in-process: the real ClientConnection, Exchange and UpstreamConnection
+over in-memory transports (benchmarks/dataplane_micro.py's), for tests that look at exact
+bytes and internal state; the socket tests of this package look from outside."""
+
+from __future__ import annotations
+
+import asyncio
+
+from benchmarks.dataplane_micro import MemTransport, build
+
+BACKEND = "127.0.0.1:9"
+
+
+class Recorder(MemTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def take(self) -> bytes:
+        out = bytes(self.data)
+        self.data.clear()
+        return out
+
+
+def doc(**routing) -> dict:
+    return {
+        "routing": {"sources": ["header"], **routing},
+        "stamps": [{"name": "eu-1", "region": "eu", "backends": [BACKEND], "health": {"enabled": False}}],
+        "tenants": {"acme": "eu-1"},
+    }
+
+
+class DataPath:
+    """One client connection and one pooled upstream connection. Build inside a running loop."""
+
+    def __init__(self, config: dict | None = None) -> None:
+        self.server, self.client, self.upstream, self.metrics = build(config or doc(), Recorder)
+
+    def request(self, data: bytes) -> bytes:
+        """Client bytes in; the bytes sent upstream out."""
+        self.client.data_received(data)
+        return self.upstream.transport.take()
+
+    def respond(self, *reads: bytes) -> bytes:
+        """Backend bytes in, one data_received per read; the bytes sent to the client out."""
+        for data in reads:
+            self.upstream.data_received(data)
+        return self.client.transport.take()
+
+
+def in_loop(fn):
+    """Run a test body with a running loop (ProxyServer reads it)."""
+    async def body():
+        return fn()
+    return asyncio.run(body())
