@@ -42,7 +42,7 @@ P_PIPELINE, P_UPSTREAM_FULL, P_PENDING, P_UPGRADE = 1, 2, 4, 8
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
                  "deadline", "pause_mask", "write_paused", "tunnel", "upgraded", "early", "closed",
-                 "eof", "interest", "spelled", "max_head", "forwarded", "client_b")
+                 "eof", "settings", "interest", "spelled", "max_head", "forwarded", "client_b")
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
@@ -62,6 +62,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.eof = False
         self.client_b = b"-"
+        self.settings = None
         self.forwarded = b"X-Forwarded-For: -\r\nX-Forwarded-Proto: http\r\n"
 
     # -- asyncio.Protocol ------------------------------------------------------------
@@ -182,10 +183,12 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         ex = self.cur = Exchange(self)
         settings = ex.settings
-        # Read once per request: on_header runs for every field.
-        self.interest = settings.interest.get
-        self.spelled = settings.spelled.get
-        self.max_head = settings.max_header_bytes
+        if settings is not self.settings:
+            # Read once per snapshot, not per field: on_header runs for every field.
+            self.settings = settings
+            self.interest = settings.interest.get
+            self.spelled = settings.spelled.get
+            self.max_head = settings.max_header_bytes
         self.head_bytes = 0
         if self.phase == IDLE:
             self.phase = WAIT_HEAD
@@ -265,13 +268,16 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         ex.head_done = True
         ex.method_b = parser.get_method()
-        version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
-            raise RouterError(ErrorKind.BAD_REQUEST, f"unsupported HTTP version {version}")
-        ex.http10 = version == "1.0"
+        # Of the versions llhttp accepts (0.9, 1.0, 1.1, 2.0) only 1.1 is kept alive without
+        # a Connection field, so the common request needs no version string (costly to build).
+        if ex.conn_header is not None or not parser.should_keep_alive():
+            version = parser.get_http_version()
+            if version not in ("1.1", "1.0"):
+                raise RouterError(ErrorKind.BAD_REQUEST, f"unsupported HTTP version {version}")
+            ex.http10 = version == "1.0"
+            ex.keep_alive = parser.should_keep_alive()
         if ex.host_b is None and not ex.http10:
             raise RouterError(ErrorKind.BAD_REQUEST, "missing Host header (RFC 9112 3.2)")
-        ex.keep_alive = parser.should_keep_alive()
         if ex.upgrade is not None and not parser.should_upgrade():
             ex.upgrade = None
         if ex.chunked and ex.content_length is not None:

@@ -183,7 +183,7 @@ class Exchange:
         if d.placed is not None:
             server.metrics.failover(d.placed, d.stamp)
         self.head = self._build_head(d)
-        self.dispatch(force_new=False)
+        self.dispatch(False)
 
     def _build_head(self, d) -> bytes:
         """The request head sent upstream. Called once per request: the forwarded lines

@@ -158,8 +158,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         kind = _exact(name)
         if kind is None:
-            kind = _special(name.lower())
-        if kind is None or kind == _PASS:
+            kind = _special(name.lower(), _PASS)
+        if kind == _PASS:
             if ex.resp_lines is None:
                 ex.resp_lines = [name + b": " + value + CRLF]
             else:

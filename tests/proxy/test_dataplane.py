@@ -70,3 +70,28 @@ def test_the_upstream_deadline_moves_on_once_per_read_that_brought_head_or_body(
         assert ex.up_deadline >= first
         assert path.respond(b"ok") == b"ok" and ex.finished and ex.up_deadline == float("inf")
     in_loop(body)
+
+
+@pytest.mark.parametrize("version, connection, outcome", [
+    (b"1.1", b"", "keep-alive"),
+    (b"1.1", b"Connection: close\r\n", "close"),
+    (b"1.0", b"", "close"),
+    (b"1.0", b"Connection: keep-alive\r\n", "keep-alive (1.0)"),
+    (b"0.9", b"", 400),
+    (b"2.0", b"", 400),
+    (b"2.0", b"Connection: keep-alive\r\n", 400),
+])
+def test_http_version_and_keep_alive(version, connection, outcome):
+    def body():
+        path = DataPath()
+        sent = path.request(b"GET / HTTP/%s\r\nHost: a\r\nX-Tenant-ID: acme\r\n%s\r\n" % (version, connection))
+        if outcome == 400:
+            assert sent == b"" and path.client.transport.take().startswith(b"HTTP/1.1 400 ")
+            assert path.client.closed
+            return
+        assert sent.startswith(b"GET / HTTP/1.1\r\n")
+        answer = path.respond(OK)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert (b"Connection: close\r\n" in answer) == (outcome == "close") == path.client.closed
+        assert (b"Connection: keep-alive\r\n" in answer) == (outcome == "keep-alive (1.0)")
+    in_loop(body)
