@@ -53,6 +53,10 @@ class ReloadResult:
     persisted: bool | None = None    # None: nothing to persist
     ignored: list[str] = field(default_factory=list)
     at: float = field(default_factory=time.time)
+    # Where a full candidate's time went: validate (parse and check, in a worker thread),
+    # plan (the drop guard), swap (build the snapshot, load keys, swap). For an operator
+    # of a large table asking why a reload took what it took.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -69,6 +73,8 @@ class ReloadResult:
             out["plan"] = self.plan.as_dict()
         if self.persisted is not None:
             out["persisted"] = self.persisted
+        if self.phases:
+            out["phases"] = {k: round(v, 4) for k, v in self.phases.items()}
         if self.ignored:
             out["ignored_sections"] = self.ignored
             out["note"] = "listen, admin and control come from the local config file"
@@ -120,10 +126,12 @@ class Reloader:
 
     async def _submit(self, cand: Candidate, overlay: bool) -> ReloadResult:
         started = time.monotonic()
+        phases: dict[str, float] = {}
         try:
             valid, ignored = await asyncio.to_thread(prepare, cand, self._bootstrap(), overlay=overlay)
         except ConfigError as exc:
             return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
+        phases["validate"] = time.monotonic() - started
         if valid.digest == self.origin.digest:
             # The source says what it said before (or what the last known good was
             # taken from): pushes made since stay.
@@ -133,15 +141,17 @@ class Reloader:
         plan = await asyncio.to_thread(plan_drop, current.pins, valid.pins,
                                        {s.name for s in current.config.stamps},
                                        {s.name for s in valid.config.stamps}, self.settings.max_drop_fraction)
+        phases["plan"] = time.monotonic() - started - phases["validate"]
         if plan.unsafe and not cand.force:
-            return self.refuse(ReloadResult(UNSAFE, cand.kind, plan=plan, ignored=ignored), started)
+            return self.refuse(ReloadResult(UNSAFE, cand.kind, plan=plan, ignored=ignored, phases=phases), started)
         try:
             await self.router.apply(valid)
         except ConfigError as exc:
             return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
+        phases["swap"] = time.monotonic() - started - phases["validate"] - phases["plan"]
         self.origin = Origin(digest=valid.digest, version=valid.version)
         result = ReloadResult(APPLIED, cand.kind, version=valid.version, digest=valid.digest,
-                              plan=plan, ignored=ignored)
+                              plan=plan, ignored=ignored, phases=phases)
         self._record(result, started)
         result.persisted = await self.persist(valid)
         self.reaper.retire(current)
@@ -195,7 +205,9 @@ class Reloader:
             self.metrics.lkg_in_use.set(0)
         if result.outcome == APPLIED:
             self.metrics.reload_seconds.set(result.seconds)
-            log.info("config %s from %s: %s in %.3fs", result.outcome, result.source, result.summary(), result.seconds)
+            took = ", ".join(f"{k} {v:.3f}s" for k, v in result.phases.items())
+            log.info("config %s from %s: %s in %.3fs%s", result.outcome, result.source, result.summary(),
+                     result.seconds, f" ({took})" if took else "")
         return result
 
     def refuse(self, result: ReloadResult, started: float | None = None) -> ReloadResult:

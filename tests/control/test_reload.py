@@ -113,6 +113,10 @@ def test_put_config_needs_the_token_and_answers_every_error(two_stamps, router_p
 
     status, body = put_json(router, "/config", moved)
     assert status == 200 and body["result"] == "applied"
+    # Where the time went, phase by phase, adding up to no more than the whole.
+    assert set(body["phases"]) == {"validate", "plan", "swap"}
+    assert all(v >= 0 for v in body["phases"].values())
+    assert sum(body["phases"].values()) <= body["seconds"] + 0.001
     assert route(router, "acme") == "eu-2"
     status, _, data = router.admin("PUT", "/config", to_toml({**moved, "tenants": {"acme": "eu-1", "globex": "eu-2"}}).encode(),
                                    {"Content-Type": "application/toml", **auth()})
