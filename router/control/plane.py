@@ -68,7 +68,10 @@ class ControlPlane:
             self.poller.etag, self.poller.last_body = start.etag, start.body
         self.watcher = None
         if control.watch_file:
-            self.watcher = FileWatcher(self._watched, lambda: self.bootstrap.control.watch_interval, self.reload_file)
+            # The watcher goes back to watching once the change is served, not once it is
+            # also persisted: the next change is noticed sooner.
+            self.watcher = FileWatcher(self._watched, lambda: self.bootstrap.control.watch_interval,
+                                       lambda: self.reload_file(wait_persisted=False))
 
     def spawn(self, coro: Coroutine) -> asyncio.Task:
         """Start a background task and keep a reference until it ends."""
@@ -94,6 +97,7 @@ class ControlPlane:
             self.spawn(self.poller.run())
 
     async def close(self) -> None:
+        await self.reloader.persisted()       # an accepted config is not lost to a shutdown
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -115,7 +119,7 @@ class ControlPlane:
             paths.append(self.bootstrap.resolve(tenants_file))
         return paths
 
-    async def reload_file(self, *, force: bool = False) -> ReloadResult:
+    async def reload_file(self, *, force: bool = False, wait_persisted: bool = True) -> ReloadResult:
         path = self.bootstrap.path
         try:
             data = await asyncio.to_thread(_read, path)
@@ -127,7 +131,8 @@ class ControlPlane:
             self._file_doc = bootstrap_from(path, data).document
         except ConfigError:
             pass            # the full validation below reports it, with every other error
-        result = await self.reloader.submit(Candidate("file", path, data, format_of(path), force), overlay=False)
+        result = await self.reloader.submit(Candidate("file", path, data, format_of(path), force), overlay=False,
+                                            wait_persisted=wait_persisted)
         if result.ok:
             self._adopt_bootstrap(bootstrap_from(path, data))
         return result
@@ -167,7 +172,7 @@ class ControlPlane:
     async def _on_document(self, fetched: Fetched) -> ReloadResult:
         url = self.bootstrap.control.url
         cand = Candidate("url", url, fetched.data, sniff_format(fetched.data, fetched.content_type))
-        result = await self.reloader.submit(cand, overlay=True)
+        result = await self.reloader.submit(cand, overlay=True, wait_persisted=False)
         self._count_poll("unchanged" if result.outcome == UNCHANGED else "changed")
         return result
 

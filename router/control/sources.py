@@ -84,8 +84,13 @@ class FileWatcher:
     async def run(self) -> None:
         if self._last is None:
             self.prime({})
+        look_again = False
         while True:
-            await asyncio.sleep(self._interval())
+            if not look_again:
+                await asyncio.sleep(self._interval())
+            # After a reload, look again at once: a change made while it was being applied
+            # (a big table takes a second or more) is picked up without waiting an interval.
+            look_again = False
             # stat in a worker thread: a hung network filesystem must not hold the loop.
             now = await asyncio.to_thread(fingerprints, self._paths())
             if now == self._last:
@@ -100,6 +105,7 @@ class FileWatcher:
                 self._last = now
                 continue
             self._last = now
+            look_again = True
             try:
                 await self._on_change()
             except Exception:  # noqa: BLE001 - the watcher outlives any one bad reload

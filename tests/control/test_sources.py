@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 from router.config.schema import Control
 from router.control.reaper import Reaper, large_tables
-from router.control.sources import HttpPoller, fingerprint, replaced
+from router.control.sources import FileWatcher, HttpPoller, fingerprint, replaced
 
 
 def k8s_layout(root, content: bytes, version: str) -> str:
@@ -117,3 +117,33 @@ def test_the_reaper_frees_a_retired_table_only_once_nobody_holds_it():
         assert not tasks - {t for t in tasks if t.done()}   # small tables are left to fall
 
     asyncio.run(scenario())
+
+
+def test_a_change_made_during_a_reload_is_picked_up_right_after_it(tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_bytes(b"a")
+    intervals = iter([0.01])              # then an hour: only looking again at once can see B
+
+    def replace(content: bytes) -> None:
+        (tmp_path / "new").write_bytes(content)
+        os.replace(tmp_path / "new", path)
+
+    async def main():
+        seen = []
+
+        async def on_change():
+            seen.append(path.read_bytes())
+            if len(seen) == 1:
+                replace(b"c")             # changed again while the first reload is applied
+
+        watcher = FileWatcher(lambda: [str(path)], lambda: next(intervals, 3600.0), on_change)
+        watcher.prime({})
+        replace(b"b")
+        task = asyncio.get_running_loop().create_task(watcher.run())
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(seen) < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return seen
+
+    assert asyncio.run(main()) == [b"b", b"c"]

@@ -1,0 +1,108 @@
+"""Persisting the last known good happens after the swap, in swap order, without holding up
+the next change (router.control.reloader)."""
+
+import asyncio
+import threading
+from types import SimpleNamespace
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from router.config import load_bytes
+from router.control.candidate import Candidate, bootstrap_from
+from router.control.lkg import LkgStore
+from router.control.metrics import ControlMetrics
+from router.control.reaper import Reaper
+from router.control.reloader import Reloader
+
+BASE = """
+version = "{version}"
+[routing]
+sources = ["header"]
+[[stamps]]
+name = "eu-1"
+region = "eu"
+backends = ["10.0.0.1:80"]
+[[stamps]]
+name = "eu-2"
+region = "eu"
+backends = ["10.0.0.2:80"]
+[tenants]
+acme = "{stamp}"
+"""
+
+
+def doc(version: str, stamp: str) -> bytes:
+    return BASE.format(version=version, stamp=stamp).encode()
+
+
+class FakeRouter:
+    """What the reloader needs of the router: the served config, and a swap."""
+
+    def __init__(self, valid):
+        self.state = SimpleNamespace(snapshot=SimpleNamespace(valid=valid))
+
+    async def apply(self, valid):
+        self.state.snapshot = SimpleNamespace(valid=valid)
+
+
+class GatedStore(LkgStore):
+    """Writes wait for `gate`; the order of the writes is recorded."""
+
+    def __init__(self, state_dir):
+        super().__init__(state_dir)
+        self.gate = threading.Event()
+        self.saved: list[str] = []
+
+    def save(self, meta, document, pins, modes):
+        assert self.gate.wait(30), "the test never opened the gate"
+        super().save(meta, document, pins, modes)
+        self.saved.append(meta["digest"])
+
+
+def test_a_change_is_served_while_the_one_before_is_still_being_written(tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_bytes(doc("v1", "eu-1"))
+    bootstrap = bootstrap_from(str(path), doc("v1", "eu-1"))
+    start = load_bytes(doc("v1", "eu-1"), fmt="toml", source=str(path), base_dir=str(tmp_path))
+    store = GatedStore(str(tmp_path / "state"))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        reloader = Reloader(FakeRouter(start), store, ControlMetrics(CollectorRegistry()), lambda: bootstrap,
+                            Reaper(loop.create_task))
+        first = await reloader.submit(Candidate("file", str(path), doc("v2", "eu-2"), "toml"), overlay=False,
+                                      wait_persisted=False)
+        # v2 is served, and its write is stuck behind the gate: v3 must not wait for it.
+        second = await asyncio.wait_for(
+            reloader.submit(Candidate("file", str(path), doc("v3", "eu-1"), "toml"), overlay=False,
+                            wait_persisted=False), 30)
+        assert (first.outcome, second.outcome) == ("applied", "applied")
+        assert reloader.current.version == "v3"
+        assert (first.persisted, second.persisted, store.saved) == (None, None, [])
+        store.gate.set()
+        await asyncio.wait_for(reloader.persisted(), 30)
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert store.saved == [first.digest, second.digest]          # in the order of the swaps
+    assert (first.persisted, second.persisted) == (True, True)
+    on_disk = orjson.loads((tmp_path / "state" / "lkg.json").read_bytes())
+    assert on_disk["meta"]["digest"] == second.digest and on_disk["pins"] == {"acme": "eu-1"}
+
+
+def test_a_push_answers_once_its_own_config_is_written(tmp_path):
+    path = tmp_path / "router.toml"
+    bootstrap = bootstrap_from(str(path), doc("v1", "eu-1"))
+    start = load_bytes(doc("v1", "eu-1"), fmt="toml", source=str(path), base_dir=str(tmp_path))
+    store = GatedStore(str(tmp_path / "state"))
+    store.gate.set()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        reloader = Reloader(FakeRouter(start), store, ControlMetrics(CollectorRegistry()), lambda: bootstrap,
+                            Reaper(loop.create_task))
+        return await reloader.submit(Candidate("admin", "admin", doc("v2", "eu-2"), "toml"), overlay=True)
+
+    result = asyncio.run(main())
+    assert result.persisted is True and store.saved == [result.digest]
