@@ -329,7 +329,7 @@ def print_table(r: dict) -> None:
             print("  of which in the router (validate + plan + swap): "
                   + ", ".join(f"{x['seconds']:.2f} ({x.get('validate', 0):.2f} + {x.get('plan', 0):.2f} + "
                               f"{x.get('swap', 0):.2f})" for x in split) + " s; the rest is noticing the change "
-                  f"(watch interval) and seeing it served")
+                  f"(inotify, else the watch interval) and seeing it served")
     print(f"rejected reloads: {r['rejected_reloads']:.0f}; router RSS: {r['router_rss_mb']['start']} MB at start, "
           f"{r['router_rss_mb']['end']} MB at the end")
 

@@ -202,7 +202,7 @@ class Control(Section):
     max_backoff: Duration = Field(300.0, description="Cap on the retry delay after failed polls.")
     token_file: str | None = Field(None, description="Bearer token sent to the control plane.")
     watch_file: bool = Field(True, description="Reload the config file when it changes (and on SIGHUP).")
-    watch_interval: Duration = Field(0.25, gt=0, description="How often the config file (and its tenants_file) is checked for changes: a few stat calls each time.")
+    watch_interval: Duration = Field(0.25, gt=0, description="How often the config file (and its tenants_file) is checked for changes: a few stat calls each time. On Linux, inotify also says when to look, so a change is usually read at once.")
     state_dir: str = Field("state", description="Where the last known good config is kept.")
     max_drop_fraction: float = Field(0.5, ge=0, le=1, description="Refuse a candidate that drops more than this share of pins or stamps unless forced.")
 

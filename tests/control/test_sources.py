@@ -2,9 +2,12 @@
 
 import asyncio
 import os
+
+import pytest
 from types import MappingProxyType
 
 from router.config.schema import Control
+from router.control.inotify import DirectoryHint
 from router.control.reaper import Reaper, large_tables
 from router.control.sources import FileWatcher, HttpPoller, fingerprint, replaced
 
@@ -147,3 +150,58 @@ def test_a_change_made_during_a_reload_is_picked_up_right_after_it(tmp_path):
         return seen
 
     assert asyncio.run(main()) == [b"b", b"c"]
+
+
+def _watch_until(paths, act, count):
+    """Run a FileWatcher that polls once an hour; `act()` changes files; the changes seen
+    (within 20 s: only an inotify wake-up can see them)."""
+    async def main():
+        seen = []
+
+        async def on_change():
+            seen.append(fingerprint(paths[0]))
+
+        watcher = FileWatcher(lambda: paths, lambda: 3600.0, on_change)
+        watcher.prime({})
+        task = asyncio.get_running_loop().create_task(watcher.run())
+        deadline = asyncio.get_running_loop().time() + 20
+        while not (watcher.hint and watcher.hint.watched) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)          # poll: the watches are set as it starts
+        act()
+        while len(seen) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return seen
+
+    return asyncio.run(main())
+
+
+needs_inotify = pytest.mark.skipif(DirectoryHint.open() is None, reason="no inotify on this system")
+
+
+@needs_inotify
+def test_inotify_has_a_rename_read_without_waiting_for_the_poll(tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_bytes(b"a")
+
+    def rename():
+        (tmp_path / "new").write_bytes(b"b")
+        os.replace(tmp_path / "new", path)
+
+    assert len(_watch_until([str(path)], rename, 1)) == 1
+
+
+@needs_inotify
+def test_inotify_sees_a_configmap_swap_and_an_in_place_write(tmp_path):
+    link = k8s_layout(tmp_path, b"a", "v1")
+    seen = _watch_until([link], lambda: k8s_layout(tmp_path, b"b", "v2"), 1)
+    assert len(seen) == 1 and seen[0][0].endswith("..v2/router.toml")
+
+    plain = tmp_path / "plain.toml"
+    plain.write_bytes(b"a")
+
+    def write_in_place():
+        with open(plain, "r+b") as fh:
+            fh.write(b"b")
+
+    assert len(_watch_until([str(plain)], write_in_place, 1)) == 1
