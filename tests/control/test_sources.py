@@ -176,7 +176,15 @@ def _watch_until(paths, act, count):
     return asyncio.run(main())
 
 
-needs_inotify = pytest.mark.skipif(DirectoryHint.open() is None, reason="no inotify on this system")
+def _has_inotify() -> bool:
+    hint = DirectoryHint.open()
+    if hint is None:
+        return False
+    hint.close()
+    return True
+
+
+needs_inotify = pytest.mark.skipif(not _has_inotify(), reason="no inotify on this system")
 
 
 @needs_inotify
