@@ -214,7 +214,9 @@ class Exchange:
         if self.upgrade is not None:
             lines.append(b"Connection: Upgrade\r\nUpgrade: " + self.upgrade + CRLF)
         lines.append(CRLF)
-        return b"%s %s HTTP/1.1\r\n%s" % (self.method_b, self.url, b"".join(lines))
+        # The request line goes in front rather than around the joined fields: one copy of the head, not two.
+        lines.insert(0, b"%s %s HTTP/1.1\r\n" % (self.method_b, self.url))
+        return b"".join(lines)
 
     # -- carrying out ------------------------------------------------------------------
     def dispatch(self, force_new: bool) -> None:
@@ -393,10 +395,15 @@ class Exchange:
             close = True
         self.framing = framing
         self.close_after = close
-        parts = self.resp_lines or []
+        # While an upstream read is being parsed the head goes straight into `out`, joined
+        # once with the body that follows it.
+        out = self.out
+        parts = out if out is not None else []
         # The standard reason phrase, not the backend's: clients ignore it (RFC 9112 4),
         # and taking it from a table spares a parser callback per response.
-        parts.insert(0, STATUS_LINES.get(status) or status_line(status))
+        parts.append(STATUS_LINES.get(status) or status_line(status))
+        if self.resp_lines:
+            parts += self.resp_lines
         if length is not None and framing != F_CHUNKED and framing != F_RAW_CLOSE:
             parts.append(b"Content-Length: " + length + CRLF)
         elif framing == F_CHUNKED:
@@ -413,10 +420,7 @@ class Exchange:
             elif self.http10:
                 parts.append(b"Connection: keep-alive\r\n")
         parts.append(CRLF)
-        out = self.out
-        if out is not None:
-            out.append(b"".join(parts))
-        else:
+        if out is None:
             self.conn.transport.write(b"".join(parts))
 
     def _cw(self, data: bytes) -> None:
