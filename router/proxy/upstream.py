@@ -154,16 +154,17 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex.resp_started:
             if ex.resp_trailers is not None:
-                ex.resp_trailers.append(name + b": " + value + CRLF)
+                ex.resp_trailers.append(b"".join((name, b": ", value, CRLF)))
             return
         kind = _exact(name)
         if kind is None:
             kind = _special(name.lower(), _PASS)
         if kind == _PASS:
+            # One join, not three `+` (each takes both operands' buffers and allocates).
             if ex.resp_lines is None:
-                ex.resp_lines = [name + b": " + value + CRLF]
+                ex.resp_lines = [b"".join((name, b": ", value, CRLF))]
             else:
-                ex.resp_lines.append(name + b": " + value + CRLF)
+                ex.resp_lines.append(b"".join((name, b": ", value, CRLF)))
         elif kind == _CONTENT_LENGTH:
             ex.resp_length = value
         elif kind == _TRANSFER_ENCODING:
