@@ -259,6 +259,7 @@ health = {{ enabled = false }}
             "pins": self.args.pins, "client": self.client, "rate": self.args.rate,
             "connections": self.args.connections, "duration_s": self.args.duration,
             "quiet": quiet, "reload": during,
+            "gap_s": self.args.gap,
             "reloads": len(reloads), "served_within_s": [round(r, 3) for r in reloads],
             "router_reload_s": self.router_split[:len(reloads)],
             "rejected_reloads": rejected,

@@ -77,9 +77,15 @@ def bar_checks(doc: dict) -> list[tuple[str, str, str]]:
     if reload and reload.get("served_within_s"):
         slowest = max(reload["served_within_s"])
         failed = reload["reload"]["failed"]
-        checks.append((f"reload of the full {reload['pins']:,}-pin table within 2 s, no failed requests",
+        checks.append((f"reload of the full {reload['pins']:,}-pin table within 2 s, no failed requests "
+                       f"(changes {reload.get('gap_s', 0):g} s apart)",
                        f"slowest {slowest:.2f} s, {failed} failed",
                        "met" if slowest <= 2.0 and failed == 0 else "NOT met"))
+    stress = sc.get("reload", {}).get("back_to_back")
+    if stress and stress.get("served_within_s"):
+        served = stress["served_within_s"]
+        checks.append(("(stress, no target) the same reloads back to back",
+                       f"{min(served):.2f}-{max(served):.2f} s, {stress['reload']['failed']} failed", "–"))
     bodies = sc.get("bodies", {}).get("results", {}).get("router")
     if bodies and "upload" in bodies:
         g = bodies["upload"]["rss_growth_mib"]
@@ -152,12 +158,17 @@ def markdown(doc: dict) -> str:
     reload = doc["scenarios"].get("reload")
     if reload:
         lines += ["", "## Latency during full table reloads (benchmarks/reload_latency.py)", ""]
-        r = reload.get("result")
-        if r is None:
+        if reload.get("result") is None:
             lines.append(f"Not measured: {reload.get('skipped', 'no result')}.")
-        else:
+        for key in ("result", "back_to_back"):
+            r = reload.get(key)
+            if r is None:
+                continue
             served = r.get("served_within_s") or []
-            lines += [f"`{reload['command']}`: {r['pins']:,} pins, {r['client']} at up to {r['rate']:.0f} req/s "
+            command = reload.get(f"command_{key}", reload.get("command"))
+            lines += ([] if key == "result" else ["", "Back to back (stress: the next change as soon as the last is "
+                                                      "served; no target):", ""]) + [
+                      f"`{command}`: {r['pins']:,} pins, {r['client']} at up to {r['rate']:.0f} req/s "
                       f"over {r['connections']} connections, {r['duration_s']:g} s per phase; {r['reloads']} reloads "
                       f"during the reload phase, change to served in "
                       + (f"{min(served):.2f}-{max(served):.2f} s" if served else "–")
