@@ -20,7 +20,6 @@ framework we do not need for a hint.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from typing import Callable, Iterable
@@ -37,8 +36,8 @@ IN_ONLYDIR = 0x01000000
 # Not IN_MODIFY: a 24 MB write would wake the watcher once per write call. A writer that
 # closes the file (IN_CLOSE_WRITE) is what the watcher's settle check waits for anyway.
 MASK = IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ONLYDIR
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
+IN_NONBLOCK = getattr(os, "O_NONBLOCK", 0)       # inotify takes the open(2) flag values
+IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class DirectoryHint:
@@ -54,11 +53,12 @@ class DirectoryHint:
 
     @classmethod
     def open(cls) -> DirectoryHint | None:
-        name = ctypes.util.find_library("c")
-        if not name or not hasattr(os, "O_CLOEXEC"):
+        if not (IN_NONBLOCK and IN_CLOEXEC):
             return None
         try:
-            libc = ctypes.CDLL(name, use_errno=True)
+            # The process's own symbols, libc's among them: find_library("c") would run
+            # ldconfig in a subprocess, on the event loop thread.
+            libc = ctypes.CDLL(None, use_errno=True)
             init = libc.inotify_init1
         except (OSError, AttributeError):
             return None

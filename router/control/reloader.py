@@ -54,7 +54,7 @@ class ReloadResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
     plan: DropPlan | None = None
     seconds: float = 0.0
-    persisted: bool | None = None    # None: nothing to persist
+    persisted: bool | None = None    # None: nothing to persist, or not written yet
     ignored: list[str] = field(default_factory=list)
     at: float = field(default_factory=time.time)
     # Where a full candidate's time went: validate (parse and check, in a worker thread),
@@ -251,7 +251,12 @@ class Reloader:
         async def run() -> bool:
             if previous is not None:
                 await asyncio.wait([previous])
-            ok = await write()
+            try:
+                ok = await write()
+            except Exception:  # noqa: BLE001 - a failed write must not stop the ones queued after it
+                log.exception("persisting the last known good failed")
+                self.metrics.lkg_write_errors.inc()
+                ok = False
             if result is not None:
                 result.persisted = ok
             return ok
