@@ -253,9 +253,13 @@ class Reloader:
                 await asyncio.wait([previous])
             try:
                 ok = await write()
-            except Exception:  # noqa: BLE001 - a failed write must not stop the ones queued after it
-                log.exception("persisting the last known good failed")
+            except OSError as exc:
                 self.metrics.lkg_write_errors.inc()
+                log.error("cannot persist the last known good config in %s: %s", self.store and self.store.dir, exc)
+                ok = False
+            except Exception:  # noqa: BLE001 - a failed write must not stop the ones queued after it
+                self.metrics.lkg_write_errors.inc()
+                log.exception("persisting the last known good failed")
                 ok = False
             if result is not None:
                 result.persisted = ok
@@ -265,6 +269,7 @@ class Reloader:
         return task
 
     def _saver(self, valid: ValidConfig) -> Callable[[], Awaitable[bool]]:
+        """The write of `valid` as a whole: True once written, False with no store."""
         # What the file records about where the config came from is taken now, at the swap:
         # by the time the write runs, a later change may have moved the origin on.
         meta = lkg_meta(valid, self.origin.digest, self.origin.version, self.origin.edits)
@@ -272,17 +277,13 @@ class Reloader:
         async def save() -> bool:
             if self.store is None:
                 return False
-            try:
-                with busy_worker():
-                    await asyncio.to_thread(self.store.save, meta, valid.document, valid.pins, valid.modes)
-                return True
-            except OSError as exc:
-                self.metrics.lkg_write_errors.inc()
-                log.error("cannot persist the last known good config in %s: %s", self.store.dir, exc)
-                return False
+            with busy_worker():
+                await asyncio.to_thread(self.store.save, meta, valid.document, valid.pins, valid.modes)
+            return True
         return save
 
     def _op_saver(self, valid: ValidConfig, op: dict[str, Any]) -> Callable[[], Awaitable[bool]]:
+        """The write of one pin push: a journal line, or the whole config when due."""
         save_whole = self._saver(valid)
 
         async def append() -> bool:
@@ -291,11 +292,6 @@ class Reloader:
                 return False
             if store.journal_lines >= JOURNAL_COMPACT or not store.has_base:
                 return await save_whole()
-            try:
-                await asyncio.to_thread(store.append, op)
-                return True
-            except OSError as exc:
-                self.metrics.lkg_write_errors.inc()
-                log.error("cannot append to the last known good journal in %s: %s", store.dir, exc)
-                return False
+            await asyncio.to_thread(store.append, op)
+            return True
         return append

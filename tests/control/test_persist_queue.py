@@ -60,17 +60,21 @@ class GatedStore(LkgStore):
         self.saved.append(meta["digest"])
 
 
-def test_a_change_is_served_while_the_one_before_is_still_being_written(tmp_path):
+def reloader_for(tmp_path, store, registry=None) -> Reloader:
+    """A Reloader serving v1 (acme on eu-1) from tmp_path/router.toml; call it in the loop."""
     path = tmp_path / "router.toml"
-    path.write_bytes(doc("v1", "eu-1"))
     bootstrap = bootstrap_from(str(path), doc("v1", "eu-1"))
     start = load_bytes(doc("v1", "eu-1"), fmt="toml", source=str(path), base_dir=str(tmp_path))
+    return Reloader(FakeRouter(start), store, ControlMetrics(registry or CollectorRegistry()), lambda: bootstrap,
+                    Reaper(asyncio.get_running_loop().create_task))
+
+
+def test_a_change_is_served_while_the_one_before_is_still_being_written(tmp_path):
+    path = tmp_path / "router.toml"
     store = GatedStore(str(tmp_path / "state"))
 
     async def main():
-        loop = asyncio.get_running_loop()
-        reloader = Reloader(FakeRouter(start), store, ControlMetrics(CollectorRegistry()), lambda: bootstrap,
-                            Reaper(loop.create_task))
+        reloader = reloader_for(tmp_path, store)
         first = await reloader.submit(Candidate("file", str(path), doc("v2", "eu-2"), "toml"), overlay=False,
                                       wait_persisted=False)
         # v2 is served, and its write is stuck behind the gate: v3 must not wait for it.
@@ -92,17 +96,39 @@ def test_a_change_is_served_while_the_one_before_is_still_being_written(tmp_path
 
 
 def test_a_push_answers_once_its_own_config_is_written(tmp_path):
-    path = tmp_path / "router.toml"
-    bootstrap = bootstrap_from(str(path), doc("v1", "eu-1"))
-    start = load_bytes(doc("v1", "eu-1"), fmt="toml", source=str(path), base_dir=str(tmp_path))
     store = GatedStore(str(tmp_path / "state"))
     store.gate.set()
 
     async def main():
-        loop = asyncio.get_running_loop()
-        reloader = Reloader(FakeRouter(start), store, ControlMetrics(CollectorRegistry()), lambda: bootstrap,
-                            Reaper(loop.create_task))
+        reloader = reloader_for(tmp_path, store)
         return await reloader.submit(Candidate("admin", "admin", doc("v2", "eu-2"), "toml"), overlay=True)
 
     result = asyncio.run(main())
     assert result.persisted is True and store.saved == [result.digest]
+
+
+class FailingOnceStore(GatedStore):
+    """The first write fails as a full disk would; later ones succeed."""
+
+    def save(self, meta, document, pins, modes):
+        if not self.saved and not getattr(self, "failed", False):
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        super().save(meta, document, pins, modes)
+
+
+def test_a_failed_write_is_counted_and_the_next_one_still_happens(tmp_path):
+    store = FailingOnceStore(str(tmp_path / "state"))
+    store.gate.set()
+    registry = CollectorRegistry()
+
+    async def main():
+        reloader = reloader_for(tmp_path, store, registry)
+        first = await reloader.submit(Candidate("admin", "admin", doc("v2", "eu-2"), "toml"), overlay=True)
+        second = await reloader.submit(Candidate("admin", "admin", doc("v3", "eu-1"), "toml"), overlay=True)
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert (first.outcome, first.persisted) == ("applied", False)
+    assert (second.persisted, store.saved) == (True, [second.digest])
+    assert registry.get_sample_value("stamp_router_config_lkg_write_errors_total") == 1

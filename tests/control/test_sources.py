@@ -12,6 +12,16 @@ from router.control.reaper import Reaper, large_tables
 from router.control.sources import FileWatcher, HttpPoller, fingerprint, replaced
 
 
+async def poll(predicate, timeout: float = 20.0) -> bool:
+    """Whether `predicate()` came true within `timeout`, checked every 10 ms."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
 def k8s_layout(root, content: bytes, version: str) -> str:
     """A ConfigMap volume: router.toml -> ..data/router.toml, ..data -> ..<version>/."""
     (root / f"..{version}").mkdir()
@@ -96,13 +106,6 @@ def test_the_reaper_frees_a_retired_table_only_once_nobody_holds_it():
             self.pins = MappingProxyType({f"t{i}": "eu-1" for i in range(size)})
             self.document = {}
 
-    async def until(predicate):
-        for _ in range(400):
-            if predicate():
-                return
-            await asyncio.sleep(0.025)
-        raise AssertionError("timed out")
-
     async def scenario():
         tasks = set()
         reaper = Reaper(lambda coro: tasks.add(asyncio.get_running_loop().create_task(coro)))
@@ -111,10 +114,10 @@ def test_the_reaper_frees_a_retired_table_only_once_nobody_holds_it():
         in_flight = old.pins                   # a request still deciding on the old snapshot
         reaper.retire(old)
         del old
-        await until(lambda: reaper.waits >= 2)
+        assert await poll(lambda: reaper.waits >= 2)
         assert len(in_flight) == 60000 and reaper.reaped == 0
         del in_flight
-        await until(lambda: reaper.reaped == 1)
+        assert await poll(lambda: reaper.reaped == 1)
         small = Retired(10)
         reaper.retire(small)
         assert not tasks - {t for t in tasks if t.done()}   # small tables are left to fall
@@ -143,9 +146,7 @@ def test_a_change_made_during_a_reload_is_picked_up_right_after_it(tmp_path):
         watcher.prime({})
         replace(b"b")
         task = asyncio.get_running_loop().create_task(watcher.run())
-        deadline = asyncio.get_running_loop().time() + 20
-        while len(seen) < 2 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+        await poll(lambda: len(seen) >= 2)
         task.cancel()
         return seen
 
@@ -164,12 +165,9 @@ def _watch_until(paths, act, count):
         watcher = FileWatcher(lambda: paths, lambda: 3600.0, on_change)
         watcher.prime({})
         task = asyncio.get_running_loop().create_task(watcher.run())
-        deadline = asyncio.get_running_loop().time() + 20
-        while not (watcher.hint and watcher.hint.watched) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)          # poll: the watches are set as it starts
+        assert await poll(lambda: watcher.hint and watcher.hint.watched), "the watches are set as it starts"
         act()
-        while len(seen) < count and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+        await poll(lambda: len(seen) >= count)
         task.cancel()
         return seen
 
