@@ -15,7 +15,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import orjson
 
@@ -158,11 +158,16 @@ def count_missing(before: Mapping[str, Any], after: Mapping[str, Any], *,
     return len(before) - kept, True
 
 
-def drain(table: dict) -> None:
-    """Empty a dict one entry at a time, so freeing a million keys is not one C call."""
+def drain(table: dict, step_aside: Callable[[], None] | None = None) -> None:
+    """Empty a dict one entry at a time, so freeing a million keys is not one C call.
+
+    `step_aside` is called between slices (router.control.foreground)."""
     pop = table.popitem
-    for _ in range(len(table)):
-        pop()
+    while table:
+        if step_aside is not None:
+            step_aside()
+        for _ in range(min(len(table), SLICE_ITEMS)):
+            pop()
 
 
 def iter_slices(table: Mapping[str, Any], size: int = SLICE_ITEMS) -> Iterator[dict]:

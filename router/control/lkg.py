@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import orjson
 
@@ -66,8 +66,11 @@ class LkgStore:
 
     # -- writing -------------------------------------------------------------------------
     def save(self, meta: Mapping[str, Any], document: Mapping[str, Any],
-             pins: Mapping[str, str], modes: Mapping[str, str]) -> None:
-        """Write the whole config atomically and start an empty journal for it."""
+             pins: Mapping[str, str], modes: Mapping[str, str],
+             step_aside: Callable[[], None] | None = None) -> None:
+        """Write the whole config atomically and start an empty journal for it.
+
+        `step_aside` is called between slices of the pins (router.control.foreground)."""
         os.makedirs(self.dir, exist_ok=True)
         meta = {**meta, "format": FORMAT, "saved_at": time.time()}
         body = {k: v for k, v in document.items() if k not in ("tenants", "tenants_file")}
@@ -75,7 +78,7 @@ class LkgStore:
         try:
             with open(tmp, "wb") as fh:
                 fh.write(b'{"meta":' + orjson.dumps(meta) + b',"document":' + orjson.dumps(body) + b',"pins":{')
-                _write_table(fh, pins)
+                _write_table(fh, pins, step_aside)
                 fh.write(b'},"modes":' + orjson.dumps(dict(modes)) + b"}\n")
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -132,10 +135,12 @@ class LkgStore:
         return LkgRecord(meta=meta, document=document, pins=pins, modes=modes, ops=ops)
 
 
-def _write_table(fh, table: Mapping[str, Any]) -> None:
+def _write_table(fh, table: Mapping[str, Any], step_aside: Callable[[], None] | None) -> None:
     """Write the members of a large table (no braces) in slices, each a short C call."""
     first = True
     for chunk in iter_slices(table):
+        if step_aside is not None:
+            step_aside()
         fh.write((b"" if first else b",") + orjson.dumps(chunk)[1:-1])
         first = False
 

@@ -27,6 +27,10 @@ class ControlMetrics:
         self.lkg_write_errors = Counter(
             "stamp_router_config_lkg_write_errors", "Failures to persist an accepted config under control.state_dir.",
             registry=registry)
+        self.lkg_superseded = Counter(
+            "stamp_router_config_lkg_writes_superseded", "Last-known-good writes skipped because a newer "
+            "config was queued to be written right behind them (a stream of file or control-plane changes).",
+            registry=registry)
         self.polls = Counter(
             "stamp_router_control_polls", "Control-plane polls by result: changed, not_modified, unchanged, error.",
             ["result"], registry=registry)

@@ -26,6 +26,7 @@ from router.config.validate import _loopback_host
 from router.control import admin_routes
 from router.control.candidate import Bootstrap, Candidate, bootstrap_from, sniff_format
 from router.control.metrics import ControlMetrics
+from router.control.foreground import Foreground
 from router.control.reaper import Reaper
 from router.control.reloader import INVALID, UNCHANGED, Reloader, ReloadResult
 from router.control.sources import Fetched, FileWatcher, HttpPoller
@@ -48,7 +49,7 @@ class ControlPlane:
         self.metrics = ControlMetrics(router.registry)
         self._tasks: set[asyncio.Task] = set()
         self._started = self._sighup_pending = False
-        self.reaper = Reaper(self.spawn)
+        self.reaper = Reaper(self.spawn, Foreground())
         self.reloader = Reloader(router, start.store, self.metrics, lambda: self.bootstrap, self.reaper)
         self.reloader.origin = start.origin
         self.reloader.last = start.last

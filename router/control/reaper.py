@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Coroutine
 
 from router.control.bulk import busy_worker, drain
+from router.control.foreground import Foreground
 
 log = logging.getLogger("stamp_router.control")
 
@@ -41,8 +42,10 @@ def large_tables(valid: Any) -> list[dict]:
 
 
 class Reaper:
-    def __init__(self, spawn: Callable[[Coroutine], asyncio.Task]) -> None:
+    def __init__(self, spawn: Callable[[Coroutine], asyncio.Task], foreground: Foreground | None = None) -> None:
         self._spawn = spawn
+        # Freeing can wait: it steps aside while a candidate is being validated.
+        self.foreground = foreground or Foreground()
         self.reaped = 0
         self.waits = 0
 
@@ -62,7 +65,7 @@ class Reaper:
         table = holder.pop()
         try:
             with busy_worker():
-                await asyncio.to_thread(drain, table)
+                await asyncio.to_thread(drain, table, self.foreground.background())
             self.reaped += 1
         except Exception:  # noqa: BLE001 - freeing memory must never take the router down
             log.exception("reaping a retired pin table failed")

@@ -110,10 +110,13 @@ class Reloader:
         self.metrics = metrics
         self._bootstrap = bootstrap
         self.reaper = reaper
+        # Shared with the reaper: saves and frees step aside while a candidate is checked.
+        self.foreground = reaper.foreground
         self.origin = Origin()
         self.last: ReloadResult | None = None
         self._lock = asyncio.Lock()
         self._persist_tail: asyncio.Task[bool] | None = None
+        self._persist_next: dict[str, bool] | None = None   # the tail's: is the write after it whole?
 
     @property
     def current(self) -> ValidConfig:
@@ -126,13 +129,13 @@ class Reloader:
     # -- full candidates ---------------------------------------------------------------
     async def submit(self, cand: Candidate, *, overlay: bool, wait_persisted: bool = True) -> ReloadResult:
         async with self._lock:
-            with busy_worker():
-                result = await self._submit(cand, overlay)
+            with busy_worker(), self.foreground.validating():
+                result = await self._submit(cand, overlay, supersedable=not wait_persisted)
         if wait_persisted:
             await self.persisted()
         return result
 
-    async def _submit(self, cand: Candidate, overlay: bool) -> ReloadResult:
+    async def _submit(self, cand: Candidate, overlay: bool, supersedable: bool) -> ReloadResult:
         started = time.monotonic()
         phases: dict[str, float] = {}
         try:
@@ -161,7 +164,7 @@ class Reloader:
         result = ReloadResult(APPLIED, cand.kind, version=valid.version, digest=valid.digest,
                               plan=plan, ignored=ignored, phases=phases)
         self._record(result, started)
-        self._queue_persist(self._saver(valid), result)
+        self._queue_persist(self._saver(valid), result, whole=True, supersedable=supersedable)
         self.reaper.retire(current)
         return result
 
@@ -236,7 +239,7 @@ class Reloader:
     # -- the last known good -------------------------------------------------------------
     async def persist(self, valid: ValidConfig) -> bool:
         """Save `valid` as the last known good, after every save queued before it."""
-        return await self._queue_persist(self._saver(valid))
+        return await self._queue_persist(self._saver(valid), whole=True)
 
     async def persisted(self) -> None:
         """Wait until every save queued so far is done (or failed: that is logged and counted)."""
@@ -244,13 +247,29 @@ class Reloader:
         if tail is not None:
             await asyncio.wait([tail])
 
-    def _queue_persist(self, write: Callable[[], Awaitable[bool]],
-                       result: ReloadResult | None = None) -> asyncio.Task[bool]:
+    def _queue_persist(self, write: Callable[[], Awaitable[bool]], result: ReloadResult | None = None, *,
+                       whole: bool = False, supersedable: bool = False) -> asyncio.Task[bool]:
+        """Queue a write behind the ones queued before it.
+
+        A `supersedable` whole save (one nobody waits for: the watcher's, the poller's) is
+        skipped when, by its turn, the next write queued is a whole save too: that one
+        holds everything this one would have written, and under a stream of changes the
+        queue would otherwise grow by a million-pin config per change. Its result keeps
+        `persisted` None. A journal line queued right behind it needs its base on disk,
+        so then it is written.
+        """
         previous = self._persist_tail
+        if self._persist_next is not None:
+            self._persist_next["whole"] = whole
+        mine: dict[str, bool] = {}
+        self._persist_next = mine
 
         async def run() -> bool:
             if previous is not None:
                 await asyncio.wait([previous])
+            if supersedable and mine.get("whole"):
+                self.metrics.lkg_superseded.inc()
+                return True
             try:
                 ok = await write()
             except OSError as exc:
@@ -278,7 +297,8 @@ class Reloader:
             if self.store is None:
                 return False
             with busy_worker():
-                await asyncio.to_thread(self.store.save, meta, valid.document, valid.pins, valid.modes)
+                await asyncio.to_thread(self.store.save, meta, valid.document, valid.pins, valid.modes,
+                                        step_aside=self.foreground.background())
             return True
         return save
 
