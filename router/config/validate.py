@@ -207,19 +207,21 @@ def check_jwt_details(jwt: dict) -> Errors:
 
 def check_pins(table: Any, path: str, stamp_names: dict[str, str],
                pins: dict[str, str], modes: dict[str, str], errors: Errors,
-               origin: dict[str, str] | None = None) -> None:
+               origin: dict[str, str] | None = None) -> bool:
     """Validate one pin table into `pins` (tenant -> stamp) and `modes` (non-default).
 
     Plain pins go in bulk (_merge_plain_pins); this loop sees only object form pins, or
     every pin of a table that has something wrong, and words each problem. `stamp_names`
     maps each name to itself so that the pins the loop adds share one string object.
+    Returns whether every pin went in bulk, as it was parsed.
     """
     if not isinstance(table, dict):
         errors.append((path, "must be a table (object) of tenant -> stamp"))
-        return
+        return False
     bad_id = bad_stamp = bad_shape = conflicts = 0
     get_name = stamp_names.get
-    for tenant, value in _merge_plain_pins(table, stamp_names, pins).items():
+    rest = _merge_plain_pins(table, stamp_names, pins)
+    for tenant, value in rest.items():
         if type(value) is str:
             stamp, mode = value, None
         elif type(value) is dict and isinstance(value.get("stamp"), str) and set(value) <= {"stamp", "mode"} \
@@ -255,3 +257,4 @@ def check_pins(table: Any, path: str, stamp_names: dict[str, str],
                         (bad_stamp, "pins to unknown stamps"), (conflicts, "conflicting pins")):
         if count > MAX_ERRORS_PER_CLASS:
             errors.append((path, f"... and {count - MAX_ERRORS_PER_CLASS} more {what}"))
+    return not rest

@@ -67,19 +67,26 @@ class LkgStore:
     # -- writing -------------------------------------------------------------------------
     def save(self, meta: Mapping[str, Any], document: Mapping[str, Any],
              pins: Mapping[str, str], modes: Mapping[str, str],
-             step_aside: Callable[[], None] | None = None) -> None:
+             step_aside: Callable[[], None] | None = None, pins_json: bytes | None = None) -> None:
         """Write the whole config atomically and start an empty journal for it.
 
-        `step_aside` is called between slices of the pins (router.control.foreground)."""
+        `pins_json`, when given, is the JSON text of `pins` (ValidConfig.pins_json), written
+        as it is; else the pins are serialized in slices, and `step_aside` is called
+        between them (router.control.foreground)."""
         os.makedirs(self.dir, exist_ok=True)
         meta = {**meta, "format": FORMAT, "saved_at": time.time()}
         body = {k: v for k, v in document.items() if k not in ("tenants", "tenants_file")}
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "wb") as fh:
-                fh.write(b'{"meta":' + orjson.dumps(meta) + b',"document":' + orjson.dumps(body) + b',"pins":{')
-                _write_table(fh, pins, step_aside)
-                fh.write(b'},"modes":' + orjson.dumps(dict(modes)) + b"}\n")
+                fh.write(b'{"meta":' + orjson.dumps(meta) + b',"document":' + orjson.dumps(body) + b',"pins":')
+                if pins_json is not None:
+                    fh.write(pins_json)          # one write, without the GIL
+                else:
+                    fh.write(b"{")
+                    _write_table(fh, pins, step_aside)
+                    fh.write(b"}")
+                fh.write(b',"modes":' + orjson.dumps(dict(modes)) + b"}\n")
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)

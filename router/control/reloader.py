@@ -298,7 +298,7 @@ class Reloader:
                 return False
             with busy_worker():
                 await asyncio.to_thread(self.store.save, meta, valid.document, valid.pins, valid.modes,
-                                        step_aside=self.foreground.background())
+                                        step_aside=self.foreground.background(), pins_json=valid.pins_json)
             return True
         return save
 

@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from router.config import ConfigError, load_bytes
-from router.control.candidate import bootstrap_from
+from router.control.bulk import SLICE_BYTES
+from router.control.candidate import Candidate, bootstrap_from, prepare
 from router.control.lkg import LkgStore, lkg_meta
 from router.control.pins import apply_op, check_op, is_noop, pin_op
 from router.control.reloader import Origin
@@ -126,3 +127,64 @@ def test_noop_edits_are_recognised(valid):
     assert is_noop(valid, pin_op("globex", "eu-2", "read-only"))
     assert not is_noop(valid, pin_op("globex", "eu-2"))
     assert is_noop(valid, pin_op("nobody", None))
+
+
+FILE_CONFIG = b"""
+version = "v8"
+tenants_file = "tenants.json"
+[routing]
+sources = ["header"]
+[[stamps]]
+name = "eu-1"
+region = "eu"
+backends = ["10.0.0.1:80"]
+[[stamps]]
+name = "eu-2"
+region = "eu"
+backends = ["10.0.0.2:80"]
+"""
+
+
+def file_config(tmp_path, tenants: bytes, extra: bytes = b""):
+    (tmp_path / "tenants.json").write_bytes(tenants)
+    data = FILE_CONFIG + extra
+    (tmp_path / "router.toml").write_bytes(data)
+    return load_bytes(data, fmt="toml", source=str(tmp_path / "router.toml"), base_dir=str(tmp_path))
+
+
+def test_a_tenants_file_of_plain_pins_is_saved_as_its_own_text(tmp_path):
+    # Spacing, order and a repeated key (the last one wins, in the file as in lkg.json).
+    text = b'{ "acme" : "eu-2",\n  "zeta": "eu-1", "acme": "eu-1" }\n'
+    valid = file_config(tmp_path, text)
+    assert valid.pins_json == text and dict(valid.pins) == {"acme": "eu-1", "zeta": "eu-1"}
+    store = LkgStore(str(tmp_path / "state"))
+    store.save(meta(valid, Origin(valid.digest, valid.version)), valid.document, valid.pins, valid.modes,
+               pins_json=valid.pins_json)
+    assert b'"pins":' + text + b',"modes":{}' in (tmp_path / "state" / "lkg.json").read_bytes()
+    rebuilt, _ = from_record(LkgStore(store.dir).load(), bootstrap_from(str(tmp_path / "router.toml"),
+                                                                         FILE_CONFIG))
+    assert (dict(rebuilt.pins), rebuilt.digest) == (dict(valid.pins), valid.digest)
+
+
+def test_a_large_tenants_file_read_in_slices_keeps_its_text(tmp_path):
+    text = orjson.dumps({f"tenant-{i}": "eu-1" if i % 2 else "eu-2" for i in range(20000)})
+    (tmp_path / "tenants.json").write_bytes(text)
+    (tmp_path / "router.toml").write_bytes(FILE_CONFIG)
+    boot = bootstrap_from(str(tmp_path / "router.toml"), FILE_CONFIG)
+    valid, _ = prepare(Candidate("file", boot.path, FILE_CONFIG, "toml"), boot, overlay=False)
+    assert len(text) > 4 * SLICE_BYTES and valid.pins_json == text and len(valid.pins) == 20000
+
+
+@pytest.mark.parametrize("tenants, extra", [
+    (b'{"acme": "eu-1", "globex": {"stamp": "eu-2", "mode": "read-only"}}', b""),   # a mode
+    (b'{"acme": "eu-1", "globex": {"stamp": "eu-2"}}', b""),                         # an object form pin
+    (b'{"acme": "eu-1"}', b'[tenants]\nzeta = "eu-2"\n'),                            # another table
+])
+def test_pins_that_are_not_the_file_text_as_parsed_are_serialized(tmp_path, tenants, extra):
+    assert file_config(tmp_path, tenants, extra).pins_json is None
+
+
+def test_a_pin_edit_stops_the_text_from_standing_for_the_pins(tmp_path):
+    valid = file_config(tmp_path, b'{"acme": "eu-1"}')
+    edited = apply_op(valid, pin_op("zeta", "eu-2"), base_version="v8", edits=1)
+    assert valid.pins_json is not None and edited.pins_json is None

@@ -54,9 +54,9 @@ class GatedStore(LkgStore):
         self.gate = threading.Event()
         self.saved: list[str] = []
 
-    def save(self, meta, document, pins, modes, step_aside=None):
+    def save(self, meta, document, pins, modes, **kwargs):
         assert self.gate.wait(30), "the test never opened the gate"
-        super().save(meta, document, pins, modes, step_aside)
+        super().save(meta, document, pins, modes, **kwargs)
         self.saved.append(meta["digest"])
 
 
@@ -113,11 +113,11 @@ def test_a_push_answers_once_its_own_config_is_written(tmp_path):
 class FailingOnceStore(GatedStore):
     """The first write fails as a full disk would; later ones succeed."""
 
-    def save(self, meta, document, pins, modes, step_aside=None):
+    def save(self, meta, document, pins, modes, **kwargs):
         if not self.saved and not getattr(self, "failed", False):
             self.failed = True
             raise OSError(28, "No space left on device")
-        super().save(meta, document, pins, modes, step_aside)
+        super().save(meta, document, pins, modes, **kwargs)
 
 
 def test_a_failed_write_is_counted_and_the_next_one_still_happens(tmp_path):

@@ -203,6 +203,27 @@ def test_a_large_tenants_file_is_watched_and_reloaded(two_stamps, router_proc, t
     assert errors == [{"path": "tenants_file.tenant-00001", "message": "unknown stamp 'nowhere'"}]
 
 
+
+def test_a_reloaded_tenants_file_is_what_a_restart_from_the_last_known_good_serves(two_stamps, router_proc,
+                                                                                  tmp_path):
+    # Only a tenants_file pins: the last known good stores the file's text as it is.
+    _, _, doc = two_stamps
+    table = {f"tenant-{i:05d}": "eu-1" for i in range(20000)}
+    tenants_file = tmp_path / "tenants.json"
+    tenants_file.write_bytes(orjson.dumps(table))
+    router = router_proc({**{k: v for k, v in doc.items() if k != "tenants"}, "tenants_file": str(tenants_file)})
+    table["tenant-12345"] = "eu-2"
+    write_by_rename(tenants_file, orjson.dumps(table, option=orjson.OPT_INDENT_2).decode())
+    wait_until(lambda: route(router, "tenant-12345") == "eu-2", message="the change served")
+    wait_until(lambda: router.admin_json("/config")["last_reload"].get("persisted") is True,
+               message="the change written as the last known good")
+    router.stop()
+    tenants_file.unlink()                      # the file source fails now
+    router.start()
+    assert router.metric("stamp_router_config_lkg_in_use") == 1
+    assert route(router, "tenant-12345") == "eu-2" and route(router, "tenant-00001") == "eu-1"
+    assert router.admin_json("/config")["pins"] == 20000
+
 def test_no_token_file_means_no_writes(backends, router_proc):
     (eu1,) = backends("eu-1")
     router = router_proc({"routing": {"sources": ["header"]}, "stamps": [stamp("eu-1", [eu1.address])]})
