@@ -13,8 +13,7 @@ from router.control.pins import apply_op, check_op, is_noop, pin_op
 from router.control.reloader import Origin
 from router.control.startup import from_record
 
-CONFIG = b"""
-version = "v7"
+ROUTING = b"""
 [routing]
 sources = ["header"]
 [[stamps]]
@@ -25,6 +24,8 @@ backends = ["10.0.0.1:80"]
 name = "eu-2"
 region = "eu"
 backends = ["10.0.0.2:80"]
+"""
+CONFIG = b'version = "v7"\n' + ROUTING + b"""
 [tenants]
 acme = "eu-1"
 globex = { stamp = "eu-2", mode = "read-only" }
@@ -129,20 +130,7 @@ def test_noop_edits_are_recognised(valid):
     assert is_noop(valid, pin_op("nobody", None))
 
 
-FILE_CONFIG = b"""
-version = "v8"
-tenants_file = "tenants.json"
-[routing]
-sources = ["header"]
-[[stamps]]
-name = "eu-1"
-region = "eu"
-backends = ["10.0.0.1:80"]
-[[stamps]]
-name = "eu-2"
-region = "eu"
-backends = ["10.0.0.2:80"]
-"""
+FILE_CONFIG = b'version = "v8"\ntenants_file = "tenants.json"\n' + ROUTING
 
 
 def file_config(tmp_path, tenants: bytes, extra: bytes = b""):
