@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,8 +23,13 @@ FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
 def py_spy() -> str | None:
-    here = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy"
-    return str(here) if here.exists() else shutil.which("py-spy")
+    # The project's venv, then the venv of the interpreter running the harness (run from
+    # a worktree with another checkout's venv), then PATH.
+    for here in (Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy",
+                 Path(sys.executable).parent / "py-spy"):
+        if here.exists():
+            return str(here)
+    return shutil.which("py-spy")
 
 
 def record(pid: int, seconds: int, out: Path, fmt: str, rate: int = 100, native: bool = False) -> subprocess.Popen:
