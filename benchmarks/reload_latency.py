@@ -9,8 +9,13 @@ installed, else an asyncio client at a fixed rate), and measures in one run:
              rename, 10 % of the pins moved each time); each reload is timed from the
              rename to the first /route answer showing the moved probe tenant
 
+With `--via push`, each change is instead a `PUT /config` of a JSON document holding the
+whole table inline (last, as a control plane would serve it), timed from the start of
+the request; the push's own answer comes after its last-known-good write.
+
     python benchmarks/reload_latency.py [--pins 1000000] [--duration 12] [--rate 2000]
-                                        [--client auto|wrk|asyncio] [--json]
+                                        [--client auto|wrk|asyncio] [--via file|push]
+                                        [--gap S] [--json]
 
 Prints a table (or one JSON object with --json). Nothing leaves 127.0.0.1.
 """
@@ -36,6 +41,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = "tenant-0000007"       # moves between the two stamps at every reload
+TOKEN = "reload-latency-admin-token"
 
 BACKEND = r"""
 import asyncio, sys
@@ -113,6 +119,16 @@ def admin_get(port: int, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
+def admin_put(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("PUT", path, body, {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -146,12 +162,14 @@ class Bench:
         assert backend.stdout.readline().strip() == "up"
         self.table_a, self.table_b = tables(self.args.pins)
         (self.dir / "tenants.json").write_bytes(self.table_a)
+        (self.dir / "admin.token").write_text(TOKEN)
         (self.dir / "router.toml").write_text(f"""
 tenants_file = "tenants.json"
 [listen]
 http = "127.0.0.1:{self.port}"
 [admin]
 listen = "127.0.0.1:{self.admin}"
+token_file = "admin.token"
 [control]
 watch_interval = {self.args.watch_interval}
 state_dir = "{self.dir / 'state'}"
@@ -211,13 +229,27 @@ health = {{ enabled = false }}
 
     # -- reloads -------------------------------------------------------------------------
     def reload_once(self, table: bytes, probe_stamp: str) -> float:
-        tmp = self.dir / "tenants.json.tmp"
-        tmp.write_bytes(table)
-        changed = time.monotonic()
-        os.replace(tmp, self.dir / "tenants.json")
+        if self.args.via == "push":
+            # The routing part of router.toml, then the table last; JSON by Content-Type.
+            doc = b'{"routing": {"sources": ["header"], "unpinned": "reject"}, "stamps": ' + orjson.dumps([
+                {"name": f"eu-{i + 1}", "region": "eu", "backends": [f"127.0.0.1:{port}"], "health": {"enabled": False}}
+                for i, port in enumerate(self.backends)]) + b', "tenants": ' + table + b"}"
+            answer: list = []
+            pusher = threading.Thread(target=lambda: answer.append(admin_put(self.admin, "/config", doc)))
+            changed = time.monotonic()
+            pusher.start()
+        else:
+            tmp = self.dir / "tenants.json.tmp"
+            tmp.write_bytes(table)
+            changed = time.monotonic()
+            os.replace(tmp, self.dir / "tenants.json")
         wait_for(lambda: json.loads(admin_get(self.admin, f"/route?tenant={PROBE}")[1] or b"{}").get("stamp")
                  == probe_stamp, 60, "the reloaded table")
         served = time.monotonic() - changed
+        if self.args.via == "push":
+            pusher.join(120)
+            if not answer or answer[0][0] != 200:
+                raise SystemExit(f"reload_latency: PUT /config answered {answer[:1]}")
         # The router's own account of it (GET /config: last_reload): the rest of `served`
         # is noticing the change (up to watch_interval) and this harness seeing it served.
         last = json.loads(admin_get(self.admin, "/config")[1] or b"{}").get("last_reload") or {}
@@ -263,7 +295,7 @@ health = {{ enabled = false }}
             "pins": self.args.pins, "client": self.client, "rate": self.args.rate,
             "connections": self.args.connections, "duration_s": self.args.duration,
             "quiet": quiet, "reload": during,
-            "gap_s": self.args.gap,
+            "gap_s": self.args.gap, "via": self.args.via,
             "reloads": len(reloads), "served_within_s": [round(r, 3) for r in reloads],
             "router_reload_s": self.router_split[:len(reloads)],
             "rejected_reloads": rejected,
@@ -318,8 +350,10 @@ async def _asyncio_load(port: int, pins: int, duration: float, rate: float, conn
 
 
 def print_table(r: dict) -> None:
+    via = "PUT /config" if r.get("via") == "push" else "the tenants file"
+    spacing = f"{r['gap_s']:g} s apart" if r.get("gap_s") else "back to back"
     print(f"reload latency: {r['pins']:,} pins, {r['client']}, {r['connections']} connections "
-          f"at up to {r['rate']:.0f} req/s, {r['duration_s']} s per phase")
+          f"at up to {r['rate']:.0f} req/s, {r['duration_s']} s per phase; changes through {via}, {spacing}")
     print(f"{'phase':<8} {'requests':>9} {'failed':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8}")
     for phase in ("quiet", "reload"):
         x = r[phase]
@@ -349,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--watch-interval", type=float, default=0.25, help="the router's control.watch_interval (default: the router's own default)")
     ap.add_argument("--gap", type=float, default=0.0,
                     help="seconds between reloads (0: back to back, the worst case)")
+    ap.add_argument("--via", choices=("file", "push"), default="file",
+                    help="how each change arrives: the tenants file replaced (default), or PUT /config "
+                         "of a JSON document with the table inline")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (router.stderr)")
     args = ap.parse_args(argv)

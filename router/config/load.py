@@ -144,16 +144,20 @@ def read_tenants_whole(path: str) -> tuple[bytes, Iterable[Any]]:
 
 # A table checked in slices caps each slice's errors on its own; past this many errors
 # in all, the rest of the table is not checked.
-MAX_TENANTS_FILE_ERRORS = 200
+MAX_SLICED_TABLE_ERRORS = 200
 
 
 def validate_document(doc: dict, *, source: str, base_dir: str = ".",
                       digest_parts: tuple[bytes, ...] = (),
-                      read_tenants: Callable[[str], tuple[bytes, Iterable[Any]]] = read_tenants_whole) -> ValidConfig:
+                      read_tenants: Callable[[str], tuple[bytes, Iterable[Any]]] = read_tenants_whole,
+                      inline_tenants: tuple[bytes, Iterable[Any]] | None = None) -> ValidConfig:
     """Validate a parsed document in full; raise ConfigError listing every error.
 
     `read_tenants(path)` returns the tenants_file's bytes and its table, whole or as a
     sequence of slices (router.control.bulk, for reloads off the event loop thread).
+    `inline_tenants`, the same for the document's own [tenants] table, stands in for
+    doc["tenants"] (router.control.bulk.split_inline_tenants); a JSON syntax error in it
+    is raised as orjson.JSONDecodeError, for the caller to word for the whole document.
     """
     errors: list[tuple[str, str]] = []
     body = {k: v for k, v in doc.items() if k != "tenants"}
@@ -170,31 +174,23 @@ def validate_document(doc: dict, *, source: str, base_dir: str = ".",
             stamp_names.setdefault(stamp["name"], stamp["name"])
     pins: dict[str, str] = {}
     modes: dict[str, str] = {}
-    if "tenants" in doc:
+    text = None              # the JSON text that pins is exactly, if there is one (PinsText)
+    if inline_tenants is not None:
+        inline_bytes, tables = inline_tenants
+        if _check_tables(tables, "tenants", stamp_names, pins, modes, errors):
+            text = inline_bytes
+    elif "tenants" in doc:
         check_pins(doc["tenants"], "tenants", stamp_names, pins, modes, errors)
     tenants_bytes = b""
-    verbatim = False         # pins is exactly the tenants_file's object
     tenants_file = doc.get("tenants_file")
     if isinstance(tenants_file, str):
         path = os.path.join(base_dir, tenants_file)
         try:
             tenants_bytes, tables = read_tenants(path)
-            first = len(errors)
-            inline = bool(pins)
-            verbatim = not inline
-            for table in tables:
-                if len(errors) - first > MAX_TENANTS_FILE_ERRORS:
-                    errors.append(("tenants_file", "too many errors; the rest of the file was not checked"))
-                    break
-                # Slices of one object cannot conflict with each other (a repeated key is
-                # last-wins, as in a whole parse), so unless [tenants] pinned something, a
-                # slice is checked on its own: no lookups in the table built so far (0.5 s
-                # of a million-pin reload).
-                into = pins if inline else {}
-                verbatim &= check_pins(table, "tenants_file", stamp_names, into, modes, errors,
-                                       origin={"path": "[tenants]"})
-                if into is not pins:
-                    pins.update(into)
+            alone = not pins
+            plain = _check_tables(tables, "tenants_file", stamp_names, pins, modes, errors,
+                                  origin={"path": "[tenants]"})
+            text = tenants_bytes if plain and alone else None
         except OSError as exc:
             errors.append(("tenants_file", f"cannot read {path}: {exc.strerror}"))
         except orjson.JSONDecodeError as exc:
@@ -207,13 +203,38 @@ def validate_document(doc: dict, *, source: str, base_dir: str = ".",
         h.update(part)
         h.update(b"\0")
     h.update(tenants_bytes)
-    if not digest_parts and "tenants" in doc:
+    if not digest_parts and inline_tenants is not None:
+        h.update(inline_tenants[0])
+    elif not digest_parts and "tenants" in doc:
         h.update(orjson.dumps(doc["tenants"], option=orjson.OPT_SORT_KEYS))
     # pins and modes stay plain dicts (never mutated once built): the request path reads them.
     return ValidConfig(config=config, pins=pins, modes=modes,
                        digest=h.hexdigest(), source=source, document=MappingProxyType(doc),
                        base_dir=os.path.abspath(base_dir),
-                       pins_text=PinsText(pins, tenants_bytes) if verbatim and not modes else None)
+                       pins_text=PinsText(pins, text) if text is not None and not modes else None)
+
+
+def _check_tables(tables: Iterable[Any], path: str, stamp_names: dict[str, str], pins: dict[str, str],
+                  modes: dict[str, str], errors: list[tuple[str, str]],
+                  origin: dict[str, str] | None = None) -> bool:
+    """Check the slices of one pin table into `pins`; whether `pins` is now exactly that
+    table as parsed (every pin plain, no other table before it)."""
+    first = len(errors)
+    alone = not pins
+    plain = True
+    for table in tables:
+        if len(errors) - first > MAX_SLICED_TABLE_ERRORS:
+            errors.append((path, "too many errors; the rest of the table was not checked"))
+            break
+        # Slices of one object cannot conflict with each other (a repeated key is
+        # last-wins, as in a whole parse), so unless another table pinned something, a
+        # slice is checked on its own: no lookups in the table built so far (0.5 s of a
+        # million-pin reload).
+        into = {} if alone else pins
+        plain &= check_pins(table, path, stamp_names, into, modes, errors, origin=origin)
+        if into is not pins:
+            pins.update(into)
+    return plain and alone
 
 
 def load_bytes(data: bytes, *, fmt: str, source: str, base_dir: str = ".") -> ValidConfig:

@@ -75,6 +75,12 @@ _JSON_SPACE = b" \t\n\r"
 _FIRST = re.compile(rb"[^ \t\n\r]")
 
 
+def _content_end(data: bytes, end: int) -> int:
+    """`end` less the JSON whitespace before it (at most 4 KiB of it; no copy of `data`)."""
+    window = data[max(0, end - 4096):end]
+    return end - (len(window) - len(window.rstrip(_JSON_SPACE)))
+
+
 def _object_bounds(data: bytes) -> tuple[int | None, int]:
     """The offsets of the outer braces, or (None, 0) if the text is not an object.
 
@@ -82,8 +88,7 @@ def _object_bounds(data: bytes) -> tuple[int | None, int]:
     ending in more than 4 KiB of whitespace is simply parsed whole.
     """
     first = _FIRST.search(data)
-    tail = data[-4096:]
-    end = len(data) - (len(tail) - len(tail.rstrip(_JSON_SPACE)))
+    end = _content_end(data, len(data))
     if first is None or data[first.start()] != 0x7B or data[end - 1:end] != b"}" or end - 1 <= first.start():
         return None, 0
     return first.start(), end - 1
@@ -112,6 +117,44 @@ def _next_piece(data: bytes, view: memoryview, pos: int, end: int, slice_bytes: 
         except orjson.JSONDecodeError:
             search_from = m.end() - 1      # try the next cut
     return None, end
+
+
+# A JSON document smaller than this is parsed in one call: well under 20 ms.
+INLINE_SLICE_MIN = 1 << 20
+# The members before "tenants" are parsed in one call, to check where it stands: so they
+# must be small.
+MAX_HEAD = 1 << 20
+_TENANTS_MEMBER = re.compile(rb'"tenants"[ \t\n\r]*:[ \t\n\r]*\{')
+
+
+def split_inline_tenants(data: bytes, min_size: int = INLINE_SLICE_MIN) -> tuple[dict, bytes] | None:
+    """A large JSON document whose last member is its "tenants" table, in two parts:
+    the rest of the document (parsed, without a "tenants" key), and the table's text,
+    for iter_object_slices. None when the document is small or laid out otherwise; the
+    caller then parses it whole.
+
+    Why this is sound: `head` (the text up to a "tenants" key, then `"tenants":{}}`)
+    parses as an object only if that key stands at the document's top level, outside
+    any string; the rest of the text is then the table and the document's closing
+    brace, checked by position here and by the table parsing as one object later.
+    A repeated "tenants" key earlier in the document loses to this last one, as it
+    does in a whole parse.
+    """
+    if len(data) < min_size:
+        return None
+    end = _content_end(data, len(data))            # just after the document's "}"
+    table_end = _content_end(data, end - 1)        # just after the table's "}"
+    if data[end - 1:end] != b"}" or data[table_end - 1:table_end] != b"}":
+        return None
+    for m in _TENANTS_MEMBER.finditer(data, 0, MAX_HEAD):
+        try:
+            head = orjson.loads(data[:m.start()] + b'"tenants":{}}')
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(head, dict) and head.pop("tenants", None) == {}:
+            return head, data[m.end() - 1:table_end]
+        return None
+    return None
 
 
 def copy_with(pins: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:

@@ -15,12 +15,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from router.config import ConfigError, ValidConfig, format_of, parse_document, validate_document
 from router.config.load import loc_to_path
 from router.config.schema import Admin, Control, Listen
-from router.control.bulk import iter_object_slices
+from router.control.bulk import iter_object_slices, split_inline_tenants
 from router.core.snapshot import build_snapshot
 
 PROCESS_SECTIONS = ("listen", "admin", "control")
@@ -106,14 +107,18 @@ def read_tenants_sliced(path: str) -> tuple[bytes, Iterable[Any]]:
 
 def prepare(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool,
             read_tenants: Callable[[str], tuple[bytes, Iterable[Any]]] = read_tenants_sliced,
-            ) -> tuple[ValidConfig, list[str]]:
+            slice_inline: bool = True) -> tuple[ValidConfig, list[str]]:
     """Parse and validate a candidate in full; blocks (run it in a worker thread).
 
     Returns the config and the bootstrap sections of the candidate that were replaced by
     the local file's (reported, so that nobody wonders why a pushed [admin] had no
     effect). Raises ConfigError with every error.
+
+    A large JSON document's [tenants] table is parsed in slices, like a tenants_file,
+    when it is the document's last member (router.control.bulk.split_inline_tenants).
     """
-    doc = parse_document(cand.data, cand.fmt)
+    split = split_inline_tenants(cand.data) if slice_inline and cand.fmt == "json" else None
+    doc = split[0] if split is not None else parse_document(cand.data, cand.fmt)
     ignored = []
     if overlay:
         for key in PROCESS_SECTIONS:
@@ -122,8 +127,14 @@ def prepare(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool,
             doc.pop(key, None)
             if key in bootstrap.document:
                 doc[key] = bootstrap.document[key]
-    valid = validate_document(doc, source=cand.source, base_dir=bootstrap.base_dir,
-                              digest_parts=(cand.data,), read_tenants=read_tenants)
+    inline = (split[1], iter_object_slices(split[1])) if split is not None else None
+    try:
+        valid = validate_document(doc, source=cand.source, base_dir=bootstrap.base_dir,
+                                  digest_parts=(cand.data,), read_tenants=read_tenants, inline_tenants=inline)
+    except orjson.JSONDecodeError:
+        # The table is not JSON, or not where the split took it to end: a whole parse
+        # words the error for the document, or reads the layout as it is.
+        return prepare(cand, bootstrap, overlay=overlay, read_tenants=read_tenants, slice_inline=False)
     dry_build(valid)
     return valid, ignored
 

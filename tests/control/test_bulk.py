@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.control.bulk import copy_with, count_missing, drain, iter_object_slices, iter_slices
+from router.control.bulk import (INLINE_SLICE_MIN, copy_with, count_missing, drain, iter_object_slices, iter_slices,
+                                 split_inline_tenants)
 
 
 def sliced(data: bytes, size: int = 16) -> dict:
@@ -111,3 +112,57 @@ def test_a_syntax_error_after_good_slices_is_worded_for_the_whole_text():
     with pytest.raises(orjson.JSONDecodeError) as parts:
         list(iter_object_slices(data, 64))
     assert str(parts.value) == str(whole.value)
+
+
+# -- a large document's own [tenants] table ---------------------------------------------
+
+def whole_via_split(data: bytes, size: int = 16):
+    """What prepare() makes of `data` through split_inline_tenants and slices; None when
+    the split does not apply or the slices do not parse (prepare then parses whole)."""
+    split = split_inline_tenants(data, min_size=0)
+    if split is None:
+        return None
+    head, text = split
+    try:
+        return {**head, "tenants": sliced(text, size)}
+    except orjson.JSONDecodeError:
+        return None
+
+
+members = st.lists(st.tuples(st.sampled_from(["version", "tenants", "note", "geo", "x"]),
+                             st.one_of(pins, st.text(alphabet='"tenants:{}\\ ,', max_size=20), st.integers())),
+                   max_size=5)
+
+
+@settings(max_examples=500, deadline=None)
+@given(items=members, tenants=pins, indent=st.sampled_from([None, 2]), size=st.integers(min_value=1, max_value=64))
+def test_a_split_document_is_exactly_the_whole_parse(items, tenants, indent, size):
+    # Any members in any order, strings that look like a "tenants" key, repeated keys
+    # (written by hand: a dict could not hold them), then often the table itself last.
+    body = [json.dumps(k) + ":" + json.dumps(v, indent=indent) for k, v in items]
+    body.append('"tenants":' + json.dumps(tenants, indent=indent))
+    data = ("{" + ",\n ".join(body) + "}").encode()
+    got = whole_via_split(data, size)
+    assert got is None or got == orjson.loads(data)
+    if not any(k == "tenants" for k, _ in items):     # the table is the one last member
+        assert got == orjson.loads(data)
+
+
+@pytest.mark.parametrize("data", [
+    orjson.dumps({"tenants": {f"t{i}": "eu-1" for i in range(3)}}),               # small
+    b'{"tenants": {"a": "eu-1"}, "stamps": []}',                                  # not last
+    b'{"note": "\\"tenants\\": {", "x": {"a": 1}}',                              # only in a string
+    b'[{"tenants": {"a": "eu-1"}}]',                                              # not an object
+])
+def test_documents_laid_out_otherwise_are_parsed_whole(data):
+    assert split_inline_tenants(data, min_size=100 if len(data) < 100 else 0) is None
+
+
+def test_a_large_document_splits_at_its_tenants_table():
+    tenants = {f"tenant-{i:06d}": "eu-1" for i in range(60_000)}
+    data = orjson.dumps({"version": "v1", "stamps": [{"name": "eu-1"}], "tenants": tenants},
+                        option=orjson.OPT_INDENT_2)
+    head, text = split_inline_tenants(data)
+    assert len(data) > INLINE_SLICE_MIN
+    assert head == {"version": "v1", "stamps": [{"name": "eu-1"}]}
+    assert text == orjson.dumps(tenants, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  ")

@@ -76,3 +76,42 @@ def test_bad_bootstrap_sections_are_refused_with_their_path(tmp_path, text, path
 ])
 def test_the_format_comes_from_content_type_then_the_first_byte(data, content_type, fmt):
     assert sniff_format(data, content_type) == fmt
+
+
+def big_remote(tenants: dict, *, last: bool = True) -> bytes:
+    doc = {k: v for k, v in REMOTE.items() if k != "tenants"}
+    doc = {**doc, "tenants": tenants} if last else {"tenants": tenants, **doc}
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+
+BIG = {f"tenant-{i:06d}": "eu-1" for i in range(60_000)}        # over 1 MiB of JSON
+
+
+@pytest.mark.parametrize("last", [True, False])
+def test_a_large_remote_document_gives_the_same_config_sliced_or_whole(tmp_path, last):
+    # Last, the table is parsed in slices and kept as text for the last known good;
+    # elsewhere the document is parsed whole. Either way the same config.
+    bootstrap = bootstrap_from(str(tmp_path / "router.toml"), LOCAL)
+    data = big_remote(BIG, last=last)
+    valid, _ = prepare(Candidate("url", "http://cp/", data, "json"), bootstrap, overlay=True)
+    whole, _ = prepare(Candidate("url", "http://cp/", data, "json"), bootstrap, overlay=True, slice_inline=False)
+    assert dict(valid.pins) == BIG and valid.digest == whole.digest and valid.config == whole.config
+    assert (valid.pins_json is not None) == last
+    if last:
+        assert orjson.loads(valid.pins_json) == BIG and "tenants" not in valid.document
+
+
+def test_errors_in_a_large_remote_table_are_worded_as_for_a_whole_parse(tmp_path):
+    bootstrap = bootstrap_from(str(tmp_path / "router.toml"), LOCAL)
+    bad_pin = big_remote({**BIG, "tenant-000123": "us-9"})
+    broken = bad_pin.replace(b'"tenant-030000": "eu-1"', b'"tenant-030000": eu-1')   # a syntax error inside
+    assert broken != bad_pin
+    for data in (bad_pin, broken):
+        errors = []
+        for slice_inline in (True, False):
+            with pytest.raises(ConfigError) as exc:
+                prepare(Candidate("url", "http://cp/", data, "json"), bootstrap, overlay=True,
+                        slice_inline=slice_inline)
+            errors.append(exc.value.errors)
+        assert errors[0] == errors[1]
+    assert errors[0][0][0] == ""            # the syntax error: the document's, not the table's

@@ -78,3 +78,23 @@ def test_the_router_follows_the_control_plane_and_outlives_it(bg, control_plane,
     bg.run(control_plane.start())
     wait_until(lambda: router.metric("stamp_router_config_lkg_in_use") == 0, message="the fallback cleared")
     assert router.admin_json("/config")["version"] == "cp-2"
+
+
+def test_a_large_document_is_followed_and_its_last_known_good_serves_a_restart(bg, control_plane, router_proc):
+    # Over 1 MiB with "tenants" last: its table is read in slices and kept as its text.
+    tenants = {f"tenant-{i:05d}": "eu-1" for i in range(60_000)}
+    control_plane.doc = {**control_plane.doc, "tenants": tenants}
+    assert len(control_plane.body()) > 1 << 20
+    router = router_proc({"control": {"url": control_plane.url, "interval": 0.1, "max_backoff": 0.4}})
+    assert router.admin_json("/config")["pins"] == 60_000
+    control_plane.doc = {**control_plane.doc, "version": "cp-2", "tenants": {**tenants, "tenant-01234": "eu-2"}}
+    wait_until(lambda: route(router, "tenant-01234") == "eu-2", message="the new document served")
+    wait_until(lambda: router.admin_json("/config")["last_reload"].get("persisted") is True,
+               message="the new document written as the last known good")
+
+    bg.run(control_plane.stop())
+    router.stop()
+    router.start()
+    assert router.metric("stamp_router_config_lkg_in_use") == 1
+    assert router.admin_json("/config")["version"] == "cp-2"
+    assert route(router, "tenant-01234") == "eu-2" and route(router, "tenant-00001") == "eu-1"
