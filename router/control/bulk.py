@@ -122,38 +122,55 @@ def _next_piece(data: bytes, view: memoryview, pos: int, end: int, slice_bytes: 
 # A JSON document smaller than this is parsed in one call: well under 20 ms.
 INLINE_SLICE_MIN = 1 << 20
 # The members before "tenants" are parsed in one call, to check where it stands: so they
-# must be small.
+# must be small. So must the members after it, which are looked for in this much text.
 MAX_HEAD = 1 << 20
+MAX_TAIL = 64 * 1024
 _TENANTS_MEMBER = re.compile(rb'"tenants"[ \t\n\r]*:[ \t\n\r]*\{')
+# A "}" that may close the table: a comma follows, then the next member's key.
+_TABLE_CLOSE = re.compile(rb'\}[ \t\n\r]*,[ \t\n\r]*"')
 
 
 def split_inline_tenants(data: bytes, min_size: int = INLINE_SLICE_MIN) -> tuple[dict, bytes] | None:
-    """A large JSON document whose last member is its "tenants" table, in two parts:
-    the rest of the document (parsed, without a "tenants" key), and the table's text,
-    for iter_object_slices. None when the document is small or laid out otherwise; the
-    caller then parses it whole.
+    """A large JSON document with a top-level "tenants" table, in two parts: the rest of
+    the document (parsed, without a "tenants" key), and the table's text, for
+    iter_object_slices. The members around the table must be small (MAX_HEAD before it,
+    MAX_TAIL after it: encoders that sort keys put "tenants_file" and "version" after
+    it). None when the document is small or laid out otherwise; the caller then parses
+    it whole.
 
     Why this is sound: `head` (the text up to a "tenants" key, then `"tenants":{}}`)
-    parses as an object only if that key stands at the document's top level, outside
-    any string; the rest of the text is then the table and the document's closing
-    brace, checked by position here and by the table parsing as one object later.
-    A repeated "tenants" key earlier in the document loses to this last one, as it
-    does in a whole parse.
+    parses as an object only if that key stands at the document's top level, outside any
+    string. After the table, `{` and the text following its closing brace's comma parse
+    as an object only if that brace closes a top-level member; of those braces the first
+    is the table's own (a brace inside the table leaves the table's closing brace
+    unmatched in that text). The table's text must then parse as one object
+    (iter_object_slices, else the caller parses the whole document). Of repeated
+    "tenants" keys the last wins, as in a whole parse.
     """
     if len(data) < min_size:
         return None
     end = _content_end(data, len(data))            # just after the document's "}"
-    table_end = _content_end(data, end - 1)        # just after the table's "}"
-    if data[end - 1:end] != b"}" or data[table_end - 1:table_end] != b"}":
+    if data[end - 1:end] != b"}":
         return None
     for m in _TENANTS_MEMBER.finditer(data, 0, MAX_HEAD):
         try:
             head = orjson.loads(data[:m.start()] + b'"tenants":{}}')
         except orjson.JSONDecodeError:
             continue
-        if isinstance(head, dict) and head.pop("tenants", None) == {}:
-            return head, data[m.end() - 1:table_end]
-        return None
+        if not isinstance(head, dict) or head.pop("tenants", None) != {}:
+            return None
+        table_start = m.end() - 1
+        for close in _TABLE_CLOSE.finditer(data, max(table_start, end - MAX_TAIL), end):
+            try:
+                tail = orjson.loads(b"{" + data[close.end() - 1:end])
+            except orjson.JSONDecodeError:
+                continue
+            if "tenants" not in tail:
+                return {**head, **tail}, data[table_start:close.start() + 1]
+            break                                  # a later "tenants" wins: look for that one
+        else:
+            last = _content_end(data, end - 1)     # no member after it: the table is last
+            return (head, data[table_start:last]) if data[last - 1:last] == b"}" else None
     return None
 
 

@@ -115,7 +115,7 @@ def prepare(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool,
     effect). Raises ConfigError with every error.
 
     A large JSON document's [tenants] table is parsed in slices, like a tenants_file,
-    when it is the document's last member (router.control.bulk.split_inline_tenants).
+    when the members around it are small (router.control.bulk.split_inline_tenants).
     """
     split = split_inline_tenants(cand.data) if slice_inline and cand.fmt == "json" else None
     doc = split[0] if split is not None else parse_document(cand.data, cand.fmt)

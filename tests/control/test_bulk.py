@@ -135,27 +135,45 @@ members = st.lists(st.tuples(st.sampled_from(["version", "tenants", "note", "geo
 
 
 @settings(max_examples=500, deadline=None)
-@given(items=members, tenants=pins, indent=st.sampled_from([None, 2]), size=st.integers(min_value=1, max_value=64))
-def test_a_split_document_is_exactly_the_whole_parse(items, tenants, indent, size):
-    # Any members in any order, strings that look like a "tenants" key, repeated keys
-    # (written by hand: a dict could not hold them), then often the table itself last.
-    body = [json.dumps(k) + ":" + json.dumps(v, indent=indent) for k, v in items]
+@given(before=members, after=members, tenants=pins, indent=st.sampled_from([None, 2]),
+       size=st.integers(min_value=1, max_value=64))
+def test_a_split_document_is_exactly_the_whole_parse(before, after, tenants, indent, size):
+    # Any members in any order around the table, strings that look like a "tenants" key,
+    # repeated keys (written by hand: a dict could not hold them).
+    body = [json.dumps(k) + ":" + json.dumps(v, indent=indent) for k, v in before]
     body.append('"tenants":' + json.dumps(tenants, indent=indent))
+    body += [json.dumps(k) + ":" + json.dumps(v, indent=indent) for k, v in after]
     data = ("{" + ",\n ".join(body) + "}").encode()
     got = whole_via_split(data, size)
     assert got is None or got == orjson.loads(data)
-    if not any(k == "tenants" for k, _ in items):     # the table is the one last member
+    if not any(k == "tenants" for k, _ in before + after):     # one table: always split
         assert got == orjson.loads(data)
 
 
+def test_a_small_document_is_parsed_whole():
+    assert split_inline_tenants(orjson.dumps({"tenants": {"a": "eu-1"}}), min_size=100) is None
+
+
 @pytest.mark.parametrize("data", [
-    orjson.dumps({"tenants": {f"t{i}": "eu-1" for i in range(3)}}),               # small
-    b'{"tenants": {"a": "eu-1"}, "stamps": []}',                                  # not last
     b'{"note": "\\"tenants\\": {", "x": {"a": 1}}',                              # only in a string
+    b'{"x": {"tenants": {"a": "eu-1"}}, "y": 1}',                                 # not at the top
+    b'{"tenants": "eu-1"}',                                                       # not a table
     b'[{"tenants": {"a": "eu-1"}}]',                                              # not an object
 ])
 def test_documents_laid_out_otherwise_are_parsed_whole(data):
-    assert split_inline_tenants(data, min_size=100 if len(data) < 100 else 0) is None
+    assert split_inline_tenants(data, min_size=0) is None
+
+
+@pytest.mark.parametrize("data, rest", [
+    (b'{"stamps": [], "tenants": {"a": "eu-1"}}', {"stamps": []}),
+    (b'{"tenants": {"a": {"stamp": "eu-1"}, "b": "eu-2"}, "version": "v1", "geo": {"r": {"x": 1}}}',
+     {"version": "v1", "geo": {"r": {"x": 1}}}),                                   # sorted keys put these after
+    (b'{"tenants": {}, "x": 1, "tenants": {"a": "eu-1"}}', {"x": 1}),             # the last one wins
+    (b'{"tenants": {"a": "eu-1"}, "version": "v1", "tenants": {}}', {"version": "v1"}),
+])
+def test_the_members_around_the_table_are_the_rest(data, rest):
+    head, text = split_inline_tenants(data, min_size=0)
+    assert head == rest and {**head, "tenants": orjson.loads(text)} == orjson.loads(data)
 
 
 def test_a_large_document_splits_at_its_tenants_table():

@@ -78,26 +78,34 @@ def test_the_format_comes_from_content_type_then_the_first_byte(data, content_ty
     assert sniff_format(data, content_type) == fmt
 
 
-def big_remote(tenants: dict, *, last: bool = True) -> bytes:
-    doc = {k: v for k, v in REMOTE.items() if k != "tenants"}
-    doc = {**doc, "tenants": tenants} if last else {"tenants": tenants, **doc}
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+def big_remote(tenants: dict, *, first: bool = False, tail: dict | None = None) -> bytes:
+    tail = tail or {}
+    doc = {k: v for k, v in REMOTE.items() if k != "tenants" and k not in tail}
+    doc = {"tenants": tenants, **doc} if first else {**doc, "tenants": tenants}
+    return orjson.dumps({**doc, **tail}, option=orjson.OPT_INDENT_2)     # tail: after the table
 
 
 BIG = {f"tenant-{i:06d}": "eu-1" for i in range(60_000)}        # over 1 MiB of JSON
+# Past MAX_TAIL of members after the table: not looked for, the document is parsed whole.
+LONG_TAIL = {"stamps": [{"name": "eu-1", "region": "eu",
+                         "backends": [f"10.0.{i // 250}.{i % 250 + 1}:80" for i in range(5000)]}]}
 
 
-@pytest.mark.parametrize("last", [True, False])
-def test_a_large_remote_document_gives_the_same_config_sliced_or_whole(tmp_path, last):
-    # Last, the table is parsed in slices and kept as text for the last known good;
-    # elsewhere the document is parsed whole. Either way the same config.
+@pytest.mark.parametrize("layout, sliced", [
+    ({}, True),                                   # "tenants" last
+    ({"first": True}, True),                      # first, the rest after it (sorted keys)
+    ({"tail": LONG_TAIL}, False),
+])
+def test_a_large_remote_document_gives_the_same_config_sliced_or_whole(tmp_path, layout, sliced):
+    # Sliced, the table is also kept as text for the last known good. Either way the
+    # same config.
     bootstrap = bootstrap_from(str(tmp_path / "router.toml"), LOCAL)
-    data = big_remote(BIG, last=last)
+    data = big_remote(BIG, **layout)
     valid, _ = prepare(Candidate("url", "http://cp/", data, "json"), bootstrap, overlay=True)
     whole, _ = prepare(Candidate("url", "http://cp/", data, "json"), bootstrap, overlay=True, slice_inline=False)
     assert dict(valid.pins) == BIG and valid.digest == whole.digest and valid.config == whole.config
-    assert (valid.pins_json is not None) == last
-    if last:
+    assert (valid.pins_json is not None) == sliced
+    if sliced:
         assert orjson.loads(valid.pins_json) == BIG and "tenants" not in valid.document
 
 
