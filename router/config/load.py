@@ -26,9 +26,10 @@ from router.errors import ConfigError
 
 @dataclass(frozen=True)
 class PinsText:
-    """The JSON text that a pin table is exactly: a tenants_file of plain pins, and no
-    other table. Writing the last known good copies it instead of serializing a million
-    pins again (a quarter of a second of GIL time per reload)."""
+    """The JSON text that a pin table is exactly: a tenants_file, or a JSON document's own
+    [tenants] table, of plain pins and with no other table. Writing the last known good
+    copies it instead of serializing a million pins again (a quarter of a second of GIL
+    time per reload)."""
 
     pins: Mapping[str, str]           # the table parsed from it: valid only while it is served
     text: bytes
@@ -222,9 +223,12 @@ def _check_tables(tables: Iterable[Any], path: str, stamp_names: dict[str, str],
     first = len(errors)
     alone = not pins
     plain = True
+    tables = iter(tables)
     for table in tables:
         if len(errors) - first > MAX_SLICED_TABLE_ERRORS:
             errors.append((path, "too many errors; the rest of the table was not checked"))
+            for _ in tables:       # still parsed: a syntax error further on is reported too
+                pass
             break
         # Slices of one object cannot conflict with each other (a repeated key is
         # last-wins, as in a whole parse), so unless another table pinned something, a

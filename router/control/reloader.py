@@ -268,7 +268,8 @@ class Reloader:
             if previous is not None:
                 await asyncio.wait([previous])
             if supersedable and mine.get("whole"):
-                self.metrics.lkg_superseded.inc()
+                if self.store is not None:
+                    self.metrics.lkg_superseded.inc()
                 return True
             try:
                 ok = await write()

@@ -113,8 +113,10 @@ def test_errors_in_a_large_remote_table_are_worded_as_for_a_whole_parse(tmp_path
     bootstrap = bootstrap_from(str(tmp_path / "router.toml"), LOCAL)
     bad_pin = big_remote({**BIG, "tenant-000123": "us-9"})
     broken = bad_pin.replace(b'"tenant-030000": "eu-1"', b'"tenant-030000": eu-1')   # a syntax error inside
-    assert broken != bad_pin
-    for data in (bad_pin, broken):
+    # Past the cap on pin errors, then a syntax error: still only the syntax error.
+    all_bad = big_remote(dict.fromkeys(BIG, "us-9")).replace(b'"tenant-059000": "us-9"', b'"tenant-059000": us-9')
+    assert broken != bad_pin and b"us-9," in all_bad
+    for data in (bad_pin, all_bad, broken):
         errors = []
         for slice_inline in (True, False):
             with pytest.raises(ConfigError) as exc:
