@@ -2,8 +2,8 @@
 
 An edit checks only what it changes (the tenant id, the stamp name, the mode); the rest
 of the config was validated when it was accepted and is shared. The new pin table is a
-copy with one change (router.control.bulk.copy_with), so the snapshot a request holds
-never changes under it.
+new table with one change (a copy of a small one; a large one's edits on top of its shared
+base: router.core.pin_table), so the snapshot a request holds never changes under it.
 
 Each edit gets a digest chained from the previous one and the edit itself, and a version
 label `<base>+<n>` (n edits since the config came from its source), so GET /config shows
@@ -23,7 +23,7 @@ import orjson
 from router.config import ConfigError, ValidConfig
 from router.config.schema import PinMode
 from router.config.validate import key_path
-from router.control.bulk import copy_with
+from router.core.pin_table import with_changes
 from router.core.tenant import is_valid_tenant
 
 MODES = get_args(PinMode)
@@ -69,7 +69,7 @@ def apply_op(valid: ValidConfig, op: dict[str, Any], *, base_version: str, edits
     tenant = op["tenant"]
     stamp = op.get("stamp")
     mode = op.get("mode")
-    pins = copy_with(valid.pins, {tenant: stamp})
+    pins = with_changes(valid.pins, {tenant: stamp})
     modes = dict(valid.modes)
     if stamp is None or mode == "read-write":
         modes.pop(tenant, None)
@@ -77,6 +77,5 @@ def apply_op(valid: ValidConfig, op: dict[str, Any], *, base_version: str, edits
         modes[tenant] = mode
     digest = hashlib.sha256(valid.digest.encode() + b"\0" + orjson.dumps(op)).hexdigest()
     config = valid.config.model_copy(update={"version": f"{base_version}+{edits}"})
-    # Plain dicts, as validate_document makes them: the request path reads them, and
-    # nothing mutates them once built.
+    # Nothing mutates the pins or modes once built: the request path reads them.
     return dataclasses.replace(valid, config=config, pins=pins, modes=modes, digest=digest)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Coroutine
 
 from router.control.bulk import busy_worker, drain
 from router.control.foreground import Foreground
+from router.core.pin_table import PinTable
 
 log = logging.getLogger("stamp_router.control")
 
@@ -30,9 +31,12 @@ GIVE_UP = 600.0
 
 
 def large_tables(valid: Any) -> list[dict]:
-    """The dicts of a ValidConfig worth reaping: its pins and an inline tenants table."""
+    """The dicts of a ValidConfig worth reaping: its pins (the base under pushed pins) and
+    an inline tenants table."""
     out = []
     for table in (valid.pins, valid.document.get("tenants") if hasattr(valid.document, "get") else None):
+        if isinstance(table, PinTable):
+            table = table.base
         if isinstance(table, MappingProxyType):
             # A mapping proxy hides its dict; gc sees it as the proxy's one referent.
             table = next((r for r in gc.get_referents(table) if type(r) is dict), None)
@@ -49,9 +53,13 @@ class Reaper:
         self.reaped = 0
         self.waits = 0
 
-    def retire(self, valid: Any) -> None:
+    def retire(self, valid: Any, successor: Any = None) -> None:
+        """Reap the large tables of `valid` once no request holds them, but not those its
+        `successor` shares (the base of a PinTable after a pin push)."""
+        kept = {id(t) for t in large_tables(successor)} if successor is not None else set()
         for table in large_tables(valid):
-            self._spawn(self._reap([table]))
+            if id(table) not in kept:
+                self._spawn(self._reap([table]))
 
     async def _reap(self, holder: list[dict]) -> None:
         loop = asyncio.get_running_loop()

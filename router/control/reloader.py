@@ -165,7 +165,7 @@ class Reloader:
                               plan=plan, ignored=ignored, phases=phases)
         self._record(result, started)
         self._queue_persist(self._saver(valid), result, whole=True, supersedable=supersedable)
-        self.reaper.retire(current)
+        self.reaper.retire(current, valid)
         return result
 
     async def rebase(self, valid: ValidConfig, source: str) -> ReloadResult:
@@ -206,7 +206,7 @@ class Reloader:
         origin.edits += 1
         result = self._record(ReloadResult(APPLIED, "pin", version=valid.version, digest=valid.digest), started)
         self._queue_persist(self._op_saver(valid, op), result)
-        self.reaper.retire(current)
+        self.reaper.retire(current, valid)
         return result
 
     # -- bookkeeping -------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.control.bulk import (INLINE_SLICE_MIN, copy_with, count_missing, drain, iter_object_slices, iter_slices,
+from router.control.bulk import (INLINE_SLICE_MIN, count_missing, drain, iter_object_slices, iter_slices,
                                  split_inline_tenants)
 
 
@@ -64,13 +64,6 @@ def test_a_large_table_comes_in_many_slices(pad):
     parts = list(iter_object_slices(pad + orjson.dumps(table) + pad))
     assert len(parts) > 5 or len(pad) > 4096      # over 4 KiB of trailing space: parsed whole
     assert {k: v for p in parts for k, v in p.items()} == table
-
-
-def test_copy_with_applies_changes_and_leaves_the_original():
-    before = {"a": "eu-1", "b": "eu-2"}
-    after = copy_with(before, {"a": "eu-2", "b": None, "c": "eu-1"})
-    assert after == {"a": "eu-2", "c": "eu-1"}
-    assert before == {"a": "eu-1", "b": "eu-2"}
 
 
 @pytest.mark.parametrize("as_proxy", [False, True])

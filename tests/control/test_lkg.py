@@ -12,6 +12,7 @@ from router.control.lkg import LkgStore, lkg_meta
 from router.control.pins import apply_op, check_op, is_noop, pin_op
 from router.control.reloader import Origin
 from router.control.startup import from_record
+from router.core.pin_table import with_changes
 
 ROUTING = b"""
 [routing]
@@ -110,6 +111,12 @@ def test_large_tables_are_written_in_slices_and_read_back(tmp_path, valid, boots
     store.save(meta(valid, Origin(valid.digest, valid.version)), valid.document, pins, {})
     raw = orjson.loads((tmp_path / "state" / "lkg.json").read_bytes())
     assert raw["pins"] == pins
+    # Pins pushed on top of the shared table are written with it.
+    layered = with_changes(with_changes(pins, {"tenant-1": "eu-2", "newco": "eu-1"}), {"tenant-2": None})
+    store.save(meta(valid, Origin(valid.digest, valid.version)), valid.document, layered, {})
+    expected = {**pins, "tenant-1": "eu-2", "newco": "eu-1"}
+    del expected["tenant-2"]
+    assert orjson.loads((tmp_path / "state" / "lkg.json").read_bytes())["pins"] == expected
 
 
 @pytest.mark.parametrize("op, path", [

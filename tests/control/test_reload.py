@@ -224,6 +224,25 @@ def test_a_reloaded_tenants_file_is_what_a_restart_from_the_last_known_good_serv
     assert route(router, "tenant-12345") == "eu-2" and route(router, "tenant-00001") == "eu-1"
     assert router.admin_json("/config")["pins"] == 20000
 
+
+def test_pins_pushed_onto_a_large_table_route_and_survive_a_restart(two_stamps, router_proc, tmp_path):
+    # 60,000 pins: over the size where a push layers its pin on the shared table.
+    _, _, doc = two_stamps
+    table = {f"tenant-{i:05d}": "eu-1" for i in range(60000)}
+    tenants_file = tmp_path / "tenants.json"
+    tenants_file.write_bytes(orjson.dumps(table))
+    router = router_proc({**{k: v for k, v in doc.items() if k != "tenants"}, "tenants_file": str(tenants_file)})
+    assert put_json(router, "/tenants/tenant-00007", {"stamp": "eu-2"})[0] == 200
+    assert put_json(router, "/tenants/newco", "eu-2")[0] == 200
+    assert router.admin("DELETE", "/tenants/tenant-00009", headers=auth())[0] == 200
+    for _ in range(2):                         # served, then again after a restart from the journal
+        assert (route(router, "tenant-00007"), route(router, "newco"), route(router, "tenant-00008")) == \
+            ("eu-2", "eu-2", "eu-1")
+        assert route(router, "tenant-00009") is None
+        assert router.admin_json("/config")["pins"] == 60000
+        router.stop()
+        router.start()
+
 def test_no_token_file_means_no_writes(backends, router_proc):
     (eu1,) = backends("eu-1")
     router = router_proc({"routing": {"sources": ["header"]}, "stamps": [stamp("eu-1", [eu1.address])]})

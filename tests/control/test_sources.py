@@ -9,6 +9,7 @@ from types import MappingProxyType
 from router.config.schema import Control
 from router.control.inotify import DirectoryHint
 from router.control.reaper import Reaper, large_tables
+from router.core.pin_table import with_changes
 from router.control.sources import FileWatcher, HttpPoller, fingerprint, replaced
 
 
@@ -124,6 +125,28 @@ def test_the_reaper_frees_a_retired_table_only_once_nobody_holds_it():
 
     asyncio.run(scenario())
 
+
+
+def test_the_reaper_leaves_a_base_shared_with_pushed_pins_and_frees_it_after_a_full_reload():
+    class Config:
+        def __init__(self, pins):
+            self.pins, self.document = pins, {}
+
+    async def scenario():
+        spawned = []
+        reaper = Reaper(lambda coro: spawned.append(asyncio.get_running_loop().create_task(coro)))
+        loaded = Config({f"t{i}": "eu-1" for i in range(60000)})
+        pushed = Config(with_changes(loaded.pins, {"zeta": "eu-2"}))
+        assert pushed.pins.base is loaded.pins
+        reaper.retire(loaded, pushed)          # the push: the base is still served
+        assert spawned == []
+        del loaded
+        reaper.retire(pushed, Config({"a": "eu-1"}))     # a full reload: nothing shares it any more
+        assert len(spawned) == 1
+        del pushed
+        assert await poll(lambda: reaper.reaped == 1)
+
+    asyncio.run(scenario())
 
 def test_a_change_made_during_a_reload_is_picked_up_right_after_it(tmp_path):
     path = tmp_path / "router.toml"
