@@ -1,7 +1,7 @@
 """Admin API routes: health, readiness, metrics, config, stamps, route explanations.
 
-Write endpoints (PUT /config, PUT/DELETE /tenants/{id}) are added by router.control,
-behind the bearer token of admin.token_file.
+Write endpoints (PUT /config, PUT/DELETE /tenants/{id}, PATCH /tenants) are added by
+router.control, behind the bearer token of admin.token_file.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Admin write endpoints: PUT /config, POST /config/reload, PUT and DELETE /tenants/{id}.
+"""Admin write endpoints: PUT /config, POST /config/reload, PUT and DELETE /tenants/{id},
+PATCH /tenants.
 
 Every write needs `Authorization: Bearer <token>` with the token held in admin.token_file
 (re-read per request, so it can be rotated without a restart). Without a token file
@@ -20,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from router.admin.app import ROUTER_KEY, json_response
-from router.control.pins import pin_op
+from router.control.pins import batch_op, pin_op
 from router.control.reloader import INVALID, UNSAFE, ReloadResult
 from router.control.startup import read_token
 
@@ -117,8 +118,29 @@ async def delete_tenant(request: web.Request) -> web.Response:
     return answer(await control.reloader.edit_pin(pin_op(tenant, None)))
 
 
+async def patch_tenants(request: web.Request) -> web.Response:
+    """Many pins as one edit: a JSON object of tenant -> stamp name, {"stamp", "mode"}, or
+    null to remove the pin (JSON merge patch). All apply, or none."""
+    if (refusal := authorize(request)) is not None:
+        return refusal
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        return answer(ReloadResult(INVALID, "pin", errors=[("", f"cannot parse JSON: {exc}")]))
+    if not isinstance(body, dict):
+        return answer(ReloadResult(INVALID, "pin", errors=[("", "the body is an object of tenant -> pin")]))
+    # The journal form: {"stamp", "mode"} or None; anything else is left for the check to
+    # report, beside every other error of the batch.
+    pins = {tenant: {"stamp": value, "mode": "read-write"} if isinstance(value, str)
+            else {**value, "mode": value.get("mode") or "read-write"} if isinstance(value, dict) and "stamp" in value
+            else value
+            for tenant, value in body.items()}
+    return answer(await _control(request).reloader.edit_pin(batch_op(pins), force=_forced(request)))
+
+
 def install(app: web.Application) -> None:
     app.router.add_put("/config", put_config)
     app.router.add_post("/config/reload", post_reload)
     app.router.add_put("/tenants/{tenant}", put_tenant)
     app.router.add_delete("/tenants/{tenant}", delete_tenant)
+    app.router.add_patch("/tenants", patch_tenants)

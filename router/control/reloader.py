@@ -33,7 +33,7 @@ from router.control.candidate import Bootstrap, Candidate, prepare
 from router.control.guard import DropPlan, plan_drop
 from router.control.lkg import JOURNAL_COMPACT, LkgStore, lkg_meta
 from router.control.metrics import ControlMetrics
-from router.control.pins import apply_op, check_op, is_noop
+from router.control.pins import apply_op, check_op, deletes, is_noop
 from router.control.reaper import Reaper
 
 if TYPE_CHECKING:
@@ -180,13 +180,13 @@ class Reloader:
             return self._record(ReloadResult(APPLIED, source, version=valid.version, digest=valid.digest), started)
 
     # -- single pins -------------------------------------------------------------------
-    async def edit_pin(self, op: dict[str, Any]) -> ReloadResult:
+    async def edit_pin(self, op: dict[str, Any], *, force: bool = False) -> ReloadResult:
         async with self._lock:
-            result = await self._edit_pin(op)
+            result = await self._edit_pin(op, force)
         await self.persisted()
         return result
 
-    async def _edit_pin(self, op: dict[str, Any]) -> ReloadResult:
+    async def _edit_pin(self, op: dict[str, Any], force: bool) -> ReloadResult:
         started = time.monotonic()
         current = self.current
         try:
@@ -196,6 +196,16 @@ class Reloader:
         if is_noop(current, op):
             return self._record(ReloadResult(UNCHANGED, "pin", version=current.version,
                                              digest=current.digest), started)
+        if op["op"] == "batch":
+            # A batch can empty the table as surely as a bad config: the same guard.
+            stamps = len(current.config.stamps)
+            dropped = deletes(current, op)
+            plan = DropPlan(pins_before=len(current.pins), pins_after=len(current.pins) - dropped
+                            + sum(1 for t, p in op["pins"].items() if p is not None and t not in current.pins),
+                            pins_dropped=dropped, stamps_before=stamps, stamps_after=stamps, stamps_dropped=0,
+                            max_fraction=self.settings.max_drop_fraction)
+            if plan.unsafe and not force:
+                return self.refuse(ReloadResult(UNSAFE, "pin", plan=plan), started)
         origin = self.origin
         base = origin.version or current.version
         valid = await asyncio.to_thread(apply_op, current, op, base_version=base, edits=origin.edits + 1)

@@ -127,10 +127,10 @@ def auth(token: str = TOKEN) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def put_json(router: RouterProcess, path: str, body, token: str | None = TOKEN, **query):
+def put_json(router: RouterProcess, path: str, body, token: str | None = TOKEN, method: str = "PUT", **query):
     qs = "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""
     headers = {"Content-Type": "application/json", **(auth(token) if token else {})}
-    status, _, data = router.admin("PUT", path + qs, json.dumps(body).encode(), headers)
+    status, _, data = router.admin(method, path + qs, json.dumps(body).encode(), headers)
     return status, json.loads(data) if data else None
 
 

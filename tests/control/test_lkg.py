@@ -9,7 +9,7 @@ from router.config import ConfigError, load_bytes
 from router.control.bulk import SLICE_BYTES
 from router.control.candidate import Candidate, bootstrap_from, prepare
 from router.control.lkg import LkgStore, lkg_meta
-from router.control.pins import apply_op, check_op, is_noop, pin_op
+from router.control.pins import MAX_BATCH_ERRORS, apply_op, batch_op, check_op, is_noop, pin_op
 from router.control.reloader import Origin
 from router.control.startup import from_record
 from router.core.pin_table import with_changes
@@ -64,16 +64,17 @@ def test_journaled_pushes_replay_to_the_digest_and_version_served(tmp_path, vali
     store = LkgStore(str(tmp_path / "state"))
     store.save(meta(valid, Origin(valid.digest, valid.version)), valid.document, valid.pins, valid.modes)
     served = valid
-    ops = [pin_op("acme", "eu-2"), pin_op("new-1", "eu-1", "read-only"), pin_op("globex", None)]
+    ops = [pin_op("acme", "eu-2"), pin_op("new-1", "eu-1", "read-only"), pin_op("globex", None),
+           batch_op({"new-2": {"stamp": "eu-2", "mode": "read-write"}, "acme": None, "nobody": None})]
     for n, op in enumerate(ops, 1):
         served = apply_op(served, op, base_version="v7", edits=n)
         store.append(op)
-    assert served.version == "v7+3"
+    assert served.version == "v7+4"
     rebuilt, origin = from_record(LkgStore(store.dir).load(), bootstrap)
     assert (rebuilt.digest, rebuilt.version) == (served.digest, served.version)
-    assert dict(rebuilt.pins) == {"acme": "eu-2", "new-1": "eu-1"}
+    assert dict(rebuilt.pins) == {"new-1": "eu-1", "new-2": "eu-2"}
     assert dict(rebuilt.modes) == {"new-1": "read-only"}
-    assert (origin.digest, origin.edits) == (valid.digest, 3)
+    assert (origin.digest, origin.edits) == (valid.digest, 4)
 
 
 def test_a_torn_last_journal_line_is_ignored(tmp_path, valid, bootstrap):
@@ -130,11 +131,23 @@ def test_a_bad_pin_edit_names_its_path(valid, op, path):
     assert [p for p, _ in info.value.errors] == [path]
 
 
+def test_a_batch_names_every_bad_pin_up_to_a_cap(valid):
+    with pytest.raises(ConfigError) as info:
+        check_op(valid, batch_op({"ok": None, "bad tenant": None, "acme": {"stamp": "us-9", "mode": "read-write"},
+                                  "globex": 7}))
+    assert [p for p, _ in info.value.errors] == ["tenants['bad tenant']", "tenants.acme.stamp", "tenants.globex"]
+    with pytest.raises(ConfigError) as info:
+        check_op(valid, batch_op({f"t{i}": {"stamp": "us-9", "mode": "read-write"} for i in range(MAX_BATCH_ERRORS + 5)}))
+    assert len(info.value.errors) == MAX_BATCH_ERRORS + 1 and "5 more errors" in info.value.errors[-1][1]
+
+
 def test_noop_edits_are_recognised(valid):
     assert is_noop(valid, pin_op("acme", "eu-1"))
     assert is_noop(valid, pin_op("globex", "eu-2", "read-only"))
     assert not is_noop(valid, pin_op("globex", "eu-2"))
     assert is_noop(valid, pin_op("nobody", None))
+    assert is_noop(valid, batch_op({"acme": {"stamp": "eu-1", "mode": "read-write"}, "nobody": None}))
+    assert not is_noop(valid, batch_op({"acme": {"stamp": "eu-1", "mode": "read-write"}, "globex": None}))
 
 
 FILE_CONFIG = b'version = "v8"\ntenants_file = "tenants.json"\n' + ROUTING

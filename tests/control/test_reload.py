@@ -156,6 +156,33 @@ def test_a_pushed_pin_takes_effect_on_the_next_request_and_survives_a_restart(tw
     assert router.request(headers={"X-Tenant-ID": "globex"})[0] == 404
 
 
+
+def test_a_batch_of_pins_applies_as_one_edit_or_not_at_all(two_stamps, router_proc):
+    _, _, doc = two_stamps
+    router = router_proc(doc)                  # acme on eu-1, globex on eu-2
+    patch = {"acme": "eu-2", "newco": {"stamp": "eu-1", "mode": "read-only"}, "globex": None}
+    assert put_json(router, "/tenants", patch, token=None, method="PATCH")[0] == 401
+    status, body = put_json(router, "/tenants", {**patch, "bad id": "eu-1", "zeta": "us-9", "omega": 7},
+                            method="PATCH")
+    assert status == 422                       # every error at once, and nothing changed
+    assert sorted(e["path"] for e in body["errors"]) == ["tenants.omega", "tenants.zeta.stamp", "tenants['bad id']"]
+    assert (route(router, "acme"), route(router, "newco")) == ("eu-1", None)
+
+    status, body = put_json(router, "/tenants", patch, method="PATCH")
+    assert status == 200 and body["result"] == "applied" and body["version"].endswith("+1")
+    assert (route(router, "acme"), route(router, "newco"), route(router, "globex")) == ("eu-2", "eu-1", None)
+    assert router.request("POST", headers={"X-Tenant-ID": "newco"}, body=b"x")[0] == 403      # read-only
+    assert put_json(router, "/tenants", patch, method="PATCH")[1]["result"] == "unchanged"
+
+    # Removing every pin is refused like an empty tenants table, unless forced.
+    status, body = put_json(router, "/tenants", {"acme": None, "newco": None}, method="PATCH")
+    assert status == 409 and body["plan"]["pins_dropped"] == 2 and route(router, "acme") == "eu-2"
+    router.stop()                              # the batch was journaled: a restart serves it
+    router.start()
+    assert (route(router, "acme"), route(router, "newco"), route(router, "globex")) == ("eu-2", "eu-1", None)
+    assert put_json(router, "/tenants", {"acme": None, "newco": None}, method="PATCH", force="true")[0] == 200
+    assert route(router, "acme") is None
+
 def test_the_drop_guard_refuses_an_empty_tenants_table(two_stamps, router_proc):
     _, _, doc = two_stamps
     router = router_proc(doc)
