@@ -47,6 +47,20 @@ def router_proc(tmp_path):
         procs.append(proc)
         return proc.start() if start else proc
 
+    make.procs = procs             # for the failure report below
     yield make
     for p in procs:
         p.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that ran the router reports the tail of its stderr (the router's
+    log): a failure seen once in a full run is then explained by that run."""
+    outcome = yield
+    report = outcome.get_result()
+    factory = getattr(item, "funcargs", {}).get("router_proc")
+    if report.when == "call" and report.failed and factory is not None:
+        for n, proc in enumerate(getattr(factory, "procs", ()), 1):
+            tail = "\n".join(proc.stderr().splitlines()[-40:])
+            report.sections.append((f"router {n} stderr, last lines", tail or "(empty)"))

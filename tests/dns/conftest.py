@@ -35,6 +35,22 @@ def powerdns(tmp_path_factory):
     server.stop()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used a DNS server reports whether that server still runs, and
+    the tail of its log: a flaky failure is then explained by the run that had it."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    seen = set()
+    for server in getattr(item, "funcargs", {}).values():
+        if isinstance(server, servers.Server) and id(server) not in seen:
+            seen.add(id(server))
+            state = "running" if server.proc.poll() is None else f"exited with {server.proc.returncode}"
+            report.sections.append((f"{server.kind} server ({state}), last log lines", server.log_tail(40)))
+
+
 @pytest.fixture(params=["bind", "knot"])
 def rfc2136_server(request):
     """The contract suite runs once against BIND and once against Knot."""
