@@ -129,13 +129,18 @@ async def patch_tenants(request: web.Request) -> web.Response:
         return answer(ReloadResult(INVALID, "pin", errors=[("", f"cannot parse JSON: {exc}")]))
     if not isinstance(body, dict):
         return answer(ReloadResult(INVALID, "pin", errors=[("", "the body is an object of tenant -> pin")]))
-    # The journal form: {"stamp", "mode"} or None; anything else is left for the check to
-    # report, beside every other error of the batch.
-    pins = {tenant: {"stamp": value, "mode": "read-write"} if isinstance(value, str)
-            else {**value, "mode": value.get("mode") or "read-write"} if isinstance(value, dict) and "stamp" in value
-            else value
-            for tenant, value in body.items()}
+    pins = {tenant: _journal_pin(value) for tenant, value in body.items()}
     return answer(await _control(request).reloader.edit_pin(batch_op(pins), force=_forced(request)))
+
+
+def _journal_pin(value):
+    """A batch entry in its journal form, {"stamp", "mode"} or None (a delete). Anything
+    else is left as it came, for the check to report beside every other error."""
+    if isinstance(value, str):
+        return {"stamp": value, "mode": "read-write"}
+    if isinstance(value, dict) and "stamp" in value:
+        return {**value, "mode": value.get("mode") or "read-write"}
+    return value
 
 
 def install(app: web.Application) -> None:

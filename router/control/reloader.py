@@ -196,19 +196,17 @@ class Reloader:
         if is_noop(current, op):
             return self._record(ReloadResult(UNCHANGED, "pin", version=current.version,
                                              digest=current.digest), started)
-        if op["op"] == "batch":
-            # A batch can empty the table as surely as a bad config: the same guard.
-            stamps = len(current.config.stamps)
-            dropped = deletes(current, op)
-            plan = DropPlan(pins_before=len(current.pins), pins_after=len(current.pins) - dropped
-                            + sum(1 for t, p in op["pins"].items() if p is not None and t not in current.pins),
-                            pins_dropped=dropped, stamps_before=stamps, stamps_after=stamps, stamps_dropped=0,
-                            max_fraction=self.settings.max_drop_fraction)
-            if plan.unsafe and not force:
-                return self.refuse(ReloadResult(UNSAFE, "pin", plan=plan), started)
         origin = self.origin
         base = origin.version or current.version
         valid = await asyncio.to_thread(apply_op, current, op, base_version=base, edits=origin.edits + 1)
+        if op["op"] == "batch":
+            # A batch can empty the table as surely as a bad config: the same guard.
+            stamps = len(current.config.stamps)
+            plan = DropPlan(pins_before=len(current.pins), pins_after=len(valid.pins),
+                            pins_dropped=deletes(current, op), stamps_before=stamps, stamps_after=stamps,
+                            stamps_dropped=0, max_fraction=self.settings.max_drop_fraction)
+            if plan.unsafe and not force:
+                return self.refuse(ReloadResult(UNSAFE, "pin", plan=plan), started)
         try:
             await self.router.apply(valid)
         except ConfigError as exc:

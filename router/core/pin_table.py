@@ -92,9 +92,9 @@ def with_changes(pins: Mapping[str, str], changes: Mapping[str, str | None]) -> 
             else:
                 out[key] = value
         return out
-    view = PinTable(base, edits, length)
     for key, value in changes.items():
-        length += (value is not None) - (key in view)
+        was = edits[key] is not None if key in edits else key in base
+        length += (value is not None) - was
         if value is None and key not in base:
             edits.pop(key, None)          # a pushed pin taken back: nothing of the base to hide
         else:

@@ -1,5 +1,5 @@
-"""For the reload tests: a bounded steady load, the ways a config file gets replaced, and a
-control-plane server."""
+"""For the reload tests: a two-stamp routing config, a bounded steady load, the ways a
+config file gets replaced, and a control-plane server."""
 
 from __future__ import annotations
 
@@ -16,6 +16,21 @@ from aiohttp import web
 from tests.support.router_proc import RouterProcess, to_toml
 
 TOKEN = "test-admin-token-5f1c"
+
+# Header routing to two stamps of one residency: the routing part of the in-process tests'
+# configs (TOML; add a version, pins, a tenants_file).
+ROUTING = b"""
+[routing]
+sources = ["header"]
+[[stamps]]
+name = "eu-1"
+region = "eu"
+backends = ["10.0.0.1:80"]
+[[stamps]]
+name = "eu-2"
+region = "eu"
+backends = ["10.0.0.2:80"]
+"""
 
 
 class SteadyLoad:

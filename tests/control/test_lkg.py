@@ -13,19 +13,8 @@ from router.control.pins import MAX_BATCH_ERRORS, apply_op, batch_op, check_op, 
 from router.control.reloader import Origin
 from router.control.startup import from_record
 from router.core.pin_table import with_changes
+from tests.control.support import ROUTING
 
-ROUTING = b"""
-[routing]
-sources = ["header"]
-[[stamps]]
-name = "eu-1"
-region = "eu"
-backends = ["10.0.0.1:80"]
-[[stamps]]
-name = "eu-2"
-region = "eu"
-backends = ["10.0.0.2:80"]
-"""
 CONFIG = b'version = "v7"\n' + ROUTING + b"""
 [tenants]
 acme = "eu-1"

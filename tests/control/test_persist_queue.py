@@ -14,26 +14,10 @@ from router.control.lkg import LkgStore
 from router.control.metrics import ControlMetrics
 from router.control.reaper import Reaper
 from router.control.reloader import Reloader
-
-BASE = """
-version = "{version}"
-[routing]
-sources = ["header"]
-[[stamps]]
-name = "eu-1"
-region = "eu"
-backends = ["10.0.0.1:80"]
-[[stamps]]
-name = "eu-2"
-region = "eu"
-backends = ["10.0.0.2:80"]
-[tenants]
-acme = "{stamp}"
-"""
-
+from tests.control.support import ROUTING
 
 def doc(version: str, stamp: str) -> bytes:
-    return BASE.format(version=version, stamp=stamp).encode()
+    return f'version = "{version}"\n'.encode() + ROUTING + f'[tenants]\nacme = "{stamp}"\n'.encode()
 
 
 class FakeRouter:
@@ -174,8 +158,9 @@ def test_a_write_that_a_push_waits_for_or_a_pin_builds_on_is_never_skipped(tmp_p
         # v4 is a push: it answers only once written, so a save behind it cannot stand in for it.
         push = asyncio.create_task(reloader.submit(Candidate("admin", "admin", doc("v4", "eu-1"), "toml"),
                                                    overlay=True))
-        await asyncio.sleep(0)    # one turn of the loop: the pin takes the lock, the push queues on it
-        v5 = await from_watcher(reloader, path, "v5", "eu-2")
+        # Tasks start in the order they were made, and the reloader's lock is first come,
+        # first served: the pin, then the push, then v5.
+        v5 = await asyncio.create_task(from_watcher(reloader, path, "v5", "eu-2"))
         store.gate.set()
         results = await asyncio.wait_for(asyncio.gather(pin, push), 30)
         await asyncio.wait_for(reloader.persisted(), 30)

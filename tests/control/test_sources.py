@@ -2,25 +2,16 @@
 
 import asyncio
 import os
+from types import MappingProxyType
 
 import pytest
-from types import MappingProxyType
 
 from router.config.schema import Control
 from router.control.inotify import DirectoryHint
 from router.control.reaper import Reaper, large_tables
-from router.core.pin_table import with_changes
 from router.control.sources import FileWatcher, HttpPoller, fingerprint, replaced
-
-
-async def poll(predicate, timeout: float = 20.0) -> bool:
-    """Whether `predicate()` came true within `timeout`, checked every 10 ms."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
+from router.core.pin_table import with_changes
+from tests.support.servers import eventually
 
 
 def k8s_layout(root, content: bytes, version: str) -> str:
@@ -115,10 +106,10 @@ def test_the_reaper_frees_a_retired_table_only_once_nobody_holds_it():
         in_flight = old.pins                   # a request still deciding on the old snapshot
         reaper.retire(old)
         del old
-        assert await poll(lambda: reaper.waits >= 2)
+        await eventually(lambda: reaper.waits >= 2, 20, "the reaper waiting for the request")
         assert len(in_flight) == 60000 and reaper.reaped == 0
         del in_flight
-        assert await poll(lambda: reaper.reaped == 1)
+        await eventually(lambda: reaper.reaped == 1, 20, "the table reaped")
         small = Retired(10)
         reaper.retire(small)
         assert not tasks - {t for t in tasks if t.done()}   # small tables are left to fall
@@ -144,7 +135,7 @@ def test_the_reaper_leaves_a_base_shared_with_pushed_pins_and_frees_it_after_a_f
         reaper.retire(pushed, Config({"a": "eu-1"}))     # a full reload: nothing shares it any more
         assert len(spawned) == 1
         del pushed
-        assert await poll(lambda: reaper.reaped == 1)
+        await eventually(lambda: reaper.reaped == 1, 20, "the table reaped")
 
     asyncio.run(scenario())
 
@@ -169,7 +160,7 @@ def test_a_change_made_during_a_reload_is_picked_up_right_after_it(tmp_path):
         watcher.prime({})
         replace(b"b")
         task = asyncio.get_running_loop().create_task(watcher.run())
-        await poll(lambda: len(seen) >= 2)
+        await eventually(lambda: len(seen) >= 2, 20, "two reloads")
         task.cancel()
         return seen
 
@@ -188,9 +179,9 @@ def _watch_until(paths, act, count):
         watcher = FileWatcher(lambda: paths, lambda: 3600.0, on_change)
         watcher.prime({})
         task = asyncio.get_running_loop().create_task(watcher.run())
-        assert await poll(lambda: watcher.hint and watcher.hint.watched), "the watches are set as it starts"
+        await eventually(lambda: watcher.hint and watcher.hint.watched, 20, "the watches set as it starts")
         act()
-        await poll(lambda: len(seen) >= count)
+        await eventually(lambda: len(seen) >= count, 20, "the reload")
         task.cancel()
         return seen
 

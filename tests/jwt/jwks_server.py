@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from aiohttp import web
 
 from tests.jwt.support import jwks
@@ -52,12 +49,3 @@ class JwksServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-async def eventually(condition, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds (a deadline, not a wait)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)

@@ -1,7 +1,7 @@
 """Key holders and JwtRuntime against a local JWKS server (aiohttp) and files on disk.
 
 Each test runs its own event loop with asyncio.run; background work is awaited by polling
-with a deadline (jwks_server.eventually), never by sleeping a guessed time.
+with a deadline (tests.support.servers.eventually), never by sleeping a guessed time.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from router.jwt.jwks import JwksManager, refresh_delay, redact
 from router.jwt.metrics import JwtMetrics
 from router.jwt.tasks import Tasks
 from tests.core.support import NOW
-from tests.jwt.jwks_server import JwksServer, eventually
+from tests.jwt.jwks_server import JwksServer
 from tests.jwt.support import SECRET, bearer, jwks, jwt_config, jwt_config_text, public_jwk, rsa_key, token
+from tests.support.servers import eventually
 
 
 def run(coro_fn):

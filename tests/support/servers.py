@@ -23,6 +23,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def eventually(condition, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds (a deadline, not a wait)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message: str = "condition"):
     """Poll `predicate` until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout
