@@ -25,7 +25,9 @@ from tests.support.servers import start_backend, stop_backend, wait_until
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Router probes (per stamp) and updater loop, in milliseconds as the configs spell them.
-PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS, RISE, FALL = 200, 200, 1, 2
+# The timeout is long on purpose: the backends live in the pytest process, which a
+# garbage collection can pause for 0.3 s; a dead backend here refuses the connect.
+PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS, RISE, FALL = 200, 1000, 1, 2
 SYNC_INTERVAL_MS, REMOVE_AFTER = 300, 2
 HEALTH = {"enabled": True, "path": "/healthz", "interval": f"{PROBE_INTERVAL_MS}ms",
           "timeout": f"{PROBE_TIMEOUT_MS}ms", "rise": RISE, "fall": FALL}
