@@ -108,7 +108,7 @@ class Router:
         metrics = ProxyMetrics(self.registry, lambda: self.config_info() if self.state else {})
         self.proxy = ProxyServer(self.state, metrics, AccessLog() if cfg.admin.access_log else None)
         host, port = parse_hostport(cfg.listen.http)
-        await self.proxy.start(host, port, cfg.listen.backlog)
+        await self.proxy.start(host, port, cfg.listen.backlog, cfg.listen.reuse_port)
         self.admin_app = build_app(self)
         if self.control is not None:
             self.control.install(self.admin_app)
@@ -160,6 +160,7 @@ def serve(config_path: str) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from router.control import ControlPlane, choose_start
+    from router.control.lkg import StateDirInUse
     uvloop.install()
 
     async def main() -> int:
@@ -170,6 +171,15 @@ def serve(config_path: str) -> int:
         except ConfigError as exc:
             _print_errors(exc)
             return 1
+        # Before any listener is bound: a second router on the same state_dir must go
+        # before it accepts a connection it would then reset.
+        try:
+            unlocked = start.store.hold()
+        except StateDirInUse as exc:
+            _print_errors(ConfigError([("control.state_dir", str(exc))]))
+            return 1
+        if unlocked:
+            start.warnings.append(unlocked)
         for warning in start.warnings:
             log.warning("%s", warning)
         router = Router(start.valid, config_path=config_path)

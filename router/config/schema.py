@@ -59,6 +59,7 @@ class Listen(Section):
     http: HostPort = Field("0.0.0.0:8080", description="Address of the proxy listener, host:port.")
     max_connections: int = Field(10000, ge=1, description="Open client connections at most; further ones are closed at accept.")
     backlog: int = Field(1024, ge=1, description="listen(2) backlog.")
+    reuse_port: bool = Field(False, description="Bind the proxy listener with SO_REUSEPORT, so that several routers on one host share its port: one per core, or a replacement started before the old one drains. Each needs its own admin.listen and control.state_dir.")
 
 
 class Admin(Section):

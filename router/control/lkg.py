@@ -12,12 +12,16 @@ Two files:
   million-pin file. The journal is named for the digest of the `lkg.json` it extends, so
   a journal left over from an older base is never replayed onto a newer one; a torn last
   line (a crash mid-append) is ignored.
+- `lock`: held (flock) by the serving process for as long as it lives. Two routers
+  writing one state_dir would each extend a journal the other does not read, and an
+  accepted pin could be lost at the next restart; the second one refuses to start.
 
 Everything here blocks; the reloader calls it in a worker thread.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,8 +33,18 @@ from router.control.bulk import iter_slices
 
 FORMAT = 1
 LKG_NAME = "lkg.json"
+LOCK_NAME = "lock"
 # Pushes kept in a journal before the next push rewrites lkg.json with all of them.
 JOURNAL_COMPACT = 1000
+
+
+class StateDirInUse(Exception):
+    """Another live router process holds this state_dir."""
+
+    def __init__(self, state_dir: str, holder_pid: str) -> None:
+        self.state_dir, self.holder_pid = state_dir, holder_pid
+        super().__init__(f"{state_dir} is in use by another stamp-router process (pid {holder_pid}); "
+                         "routers running side by side need a state_dir each")
 
 
 @dataclass
@@ -55,6 +69,36 @@ class LkgStore:
         self.path = os.path.join(state_dir, LKG_NAME)
         self.journal_lines = 0
         self._journal: str | None = None
+        self._lock = None
+
+    def hold(self) -> str | None:
+        """Take state_dir for this process, for its lifetime.
+
+        Raises StateDirInUse when another live process holds it. A state_dir that cannot
+        be created or opened is not fatal (the router serves; saving will fail and be
+        counted): the reason is returned as a warning instead."""
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            fh = open(os.path.join(self.dir, LOCK_NAME), "a+b")
+        except OSError as exc:
+            return f"cannot lock control.state_dir {self.dir}: {exc}"
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read(32).decode("ascii", "replace").strip() or "unknown"
+            fh.close()
+            raise StateDirInUse(self.dir, holder) from None
+        fh.truncate(0)
+        fh.write(f"{os.getpid()}\n".encode())
+        fh.flush()
+        self._lock = fh         # the lock lasts as long as this file stays open
+        return None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def has_base(self) -> bool:

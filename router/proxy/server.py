@@ -77,9 +77,10 @@ class ProxyServer:
         self.max_connections = cfg.listen.max_connections
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def start(self, host: str, port: int, backlog: int) -> None:
+    async def start(self, host: str, port: int, backlog: int, reuse_port: bool = False) -> None:
         self._server = await self.loop.create_server(lambda: ClientConnection(self), host, port,
-                                                     backlog=backlog, reuse_address=True)
+                                                     backlog=backlog, reuse_address=True,
+                                                     reuse_port=reuse_port or None)
         self._sweeper = self.loop.create_task(self._sweep())
         # Start-up objects (modules, config, snapshot) never become garbage: freezing them
         # keeps every later collection from walking them again. Requests allocate few

@@ -8,7 +8,7 @@ import pytest
 from router.config import ConfigError, load_bytes
 from router.control.bulk import SLICE_BYTES
 from router.control.candidate import Candidate, bootstrap_from, prepare
-from router.control.lkg import LkgStore, lkg_meta
+from router.control.lkg import LkgStore, StateDirInUse, lkg_meta
 from router.control.pins import MAX_BATCH_ERRORS, apply_op, batch_op, check_op, is_noop, pin_op
 from router.control.reloader import Origin
 from router.control.startup import from_record
@@ -93,6 +93,23 @@ def test_a_damaged_lkg_is_reported_not_used(tmp_path):
     with pytest.raises(ValueError, match="damaged"):
         store.load()
     assert LkgStore(str(tmp_path / "none")).load() is None
+
+
+def test_a_held_state_dir_is_refused_until_released(tmp_path):
+    first, second = LkgStore(str(tmp_path / "state")), LkgStore(str(tmp_path / "state"))
+    assert first.hold() is None
+    with pytest.raises(StateDirInUse) as refused:
+        second.hold()
+    assert refused.value.holder_pid == str(os.getpid())
+    first.release()
+    assert second.hold() is None
+    second.release()
+
+
+def test_a_state_dir_that_cannot_be_made_is_a_warning_not_a_refusal(tmp_path):
+    (tmp_path / "file").write_text("")
+    warning = LkgStore(str(tmp_path / "file" / "state")).hold()
+    assert warning.startswith(f"cannot lock control.state_dir {tmp_path / 'file' / 'state'}: ")
 
 
 def test_large_tables_are_written_in_slices_and_read_back(tmp_path, valid, bootstrap):

@@ -11,6 +11,7 @@ from router.config import load_bytes
 from router.core import build_snapshot
 from router.health import HealthRegistry
 from router.health.probes import ProbeResult
+from tests.support.servers import eventually
 
 A, B, C = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"
 
@@ -125,13 +126,6 @@ def probed(address: str, timeout: float = 0.2):
     return build_snapshot(load_bytes(text.encode(), fmt="toml", source="test"), loaded_at=0.0)
 
 
-async def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-
-
 def test_the_first_round_waits_for_a_probe_that_times_out():
     async def scenario():
         server, address = await _hanging_server()
@@ -139,7 +133,7 @@ def test_the_first_round_waits_for_a_probe_that_times_out():
         reg.sync(probed(address))
         await reg.start()
         assert reg.first_round_done is False
-        await _until(lambda: reg.first_round_done, 0.2 + 2.0, "the first round")
+        await eventually(lambda: reg.first_round_done, 0.2 + 2.0, "the first round")
         assert reg.states[address].probe.value == "down"
         assert reg._last_probe[address].error == "timeout"
         await reg.close()
@@ -160,7 +154,7 @@ def test_the_first_round_is_bounded_even_when_a_probe_never_ends(monkeypatch):
         reg.sync(probed("127.0.0.1:9"))
         await reg.start()
         assert reg.first_round_done is False
-        await _until(lambda: reg.first_round_done, 0.2 + 0.1 + 2.0, "the first round's deadline")
+        await eventually(lambda: reg.first_round_done, 0.2 + 0.1 + 2.0, "the first round's deadline")
         assert reg._last_probe == {}
         await reg.close()
 

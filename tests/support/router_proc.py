@@ -48,9 +48,10 @@ def to_toml(doc: dict) -> str:
 
 
 class RouterProcess:
-    def __init__(self, tmp_path: Path, doc: dict, *, env: dict | None = None, filename: str = "router.toml") -> None:
+    def __init__(self, tmp_path: Path, doc: dict, *, env: dict | None = None, filename: str = "router.toml",
+                 port: int | None = None) -> None:
         self.tmp_path = tmp_path
-        self.port = free_port()
+        self.port = port or free_port()
         self.admin_port = free_port()
         doc = dict(doc)
         doc.setdefault("listen", {})
