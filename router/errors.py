@@ -28,6 +28,7 @@ class ErrorKind(enum.Enum):
     NO_HEALTHY_STAMP = "no_healthy_stamp"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     REQUEST_TIMEOUT = "request_timeout"
+    INTERNAL = "internal"
 
 
 STATUS: dict[ErrorKind, int] = {
@@ -42,6 +43,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.BODY_TOO_LARGE: 413,
     ErrorKind.UNKNOWN_HOST: 421,
     ErrorKind.HEADERS_TOO_LARGE: 431,
+    ErrorKind.INTERNAL: 500,
     ErrorKind.NOT_IMPLEMENTED: 501,
     ErrorKind.UPSTREAM_FAILURE: 502,
     ErrorKind.NO_HEALTHY_STAMP: 503,

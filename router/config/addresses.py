@@ -1,4 +1,4 @@
-"""`host:port` strings, as used for listeners and backends."""
+"""`host:port` strings, as used for listeners and backends, and IP networks."""
 
 from __future__ import annotations
 
@@ -46,3 +46,14 @@ def parse_hostport(value: str) -> tuple[str, int]:
     if not port_s.isdigit() or not 0 < int(port_s) < 65536:
         raise ValueError(f"{value!r}: port must be 1 to 65535")
     return host, int(port_s)
+
+
+def parse_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An address ("10.0.0.7", "::1") or a network in CIDR form ("10.0.0.0/8"); host bits
+    set under the mask are refused, since "10.0.0.7/8" is more likely a typo than a wish."""
+    if not isinstance(value, str) or not value.isascii():
+        raise ValueError(f"{value!r} is not an IP address or network")
+    try:
+        return ipaddress.ip_network(value.strip())
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP address or network (CIDR): {exc}") from None

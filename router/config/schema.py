@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from pydantic import AfterValidator
-
-from router.config.addresses import parse_hostport
+from router.config.addresses import parse_hostport, parse_network
 from router.config.units import parse_duration, parse_size
 
 
@@ -23,6 +21,14 @@ def _check_hostport(value: str) -> str:
 
 
 HostPort = Annotated[str, AfterValidator(_check_hostport)]
+
+
+def _check_network(value: str) -> str:
+    parse_network(value)
+    return value
+
+
+IpNetwork = Annotated[str, AfterValidator(_check_network)]
 
 Duration = Annotated[
     float,
@@ -59,6 +65,8 @@ class Listen(Section):
     http: HostPort = Field("0.0.0.0:8080", description="Address of the proxy listener, host:port.")
     max_connections: int = Field(10000, ge=1, description="Open client connections at most; further ones are closed at accept.")
     backlog: int = Field(1024, ge=1, description="listen(2) backlog.")
+    forwarded_proto: Literal["http", "https"] = Field("http", description="X-Forwarded-Proto sent upstream: the scheme clients used to reach what is in front of the router (\"https\" when a load balancer in front ends TLS). A trusted proxy's own X-Forwarded-Proto wins.")
+    trusted_proxies: list[IpNetwork] = Field([], description="Addresses or CIDR networks of the proxies in front (load balancers) whose X-Forwarded-Proto is kept; from anyone else it is replaced.")
     reuse_port: bool = Field(False, description="Bind the proxy listener with SO_REUSEPORT, so that several routers on one host share its port: one per core, or a replacement started before the old one drains. Each needs its own admin.listen and control.state_dir.")
 
 

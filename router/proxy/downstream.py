@@ -18,6 +18,7 @@ same read never reaches an upstream.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,9 @@ from router.errors import STATUS, ErrorKind, RouterError
 from router.proxy.exchange import Exchange
 from router.proxy.http import CRLF, REQUEST_ID_RE, error_response
 from router.proxy.settings import (H_AUTH, H_CONNECTION, H_CONTENT_LENGTH, H_EXPECT, H_GEO, H_HOST, H_PASS,
-                                   H_REQUEST_ID, H_TENANT, H_TRANSFER_ENCODING, H_UPGRADE, H_XFF)
+                                   H_REQUEST_ID, H_TENANT, H_TRANSFER_ENCODING, H_UPGRADE, H_XF_PROTO, H_XFF)
+
+log = logging.getLogger("router.proxy")
 
 if TYPE_CHECKING:
     from router.proxy.server import ProxyServer
@@ -42,7 +45,7 @@ P_PIPELINE, P_UPSTREAM_FULL, P_PENDING, P_UPGRADE = 1, 2, 4, 8
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
                  "deadline", "pause_mask", "write_paused", "tunnel", "upgraded", "early", "closed",
-                 "eof", "settings", "interest", "spelled", "max_head", "forwarded", "client_b")
+                 "eof", "settings", "interest", "spelled", "max_head", "forwarded", "client_b", "trusted")
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
@@ -63,7 +66,8 @@ class ClientConnection(asyncio.Protocol):
         self.eof = False
         self.client_b = b"-"
         self.settings = None
-        self.forwarded = b"X-Forwarded-For: -\r\nX-Forwarded-Proto: http\r\n"
+        self.forwarded = b""
+        self.trusted = False
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -77,9 +81,6 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             self.client_ip = peer[0]
         self.client_b = self.client_ip.encode()
-        # The X-Forwarded-* lines of a request without its own X-Forwarded-For: the same
-        # for every request of the connection.
-        self.forwarded = b"X-Forwarded-For: " + self.client_b + b"\r\nX-Forwarded-Proto: http\r\n"
         self.deadline = server.loop.time() + server.state.settings.header_timeout
 
     def data_received(self, data: bytes) -> None:
@@ -102,6 +103,11 @@ class ClientConnection(asyncio.Protocol):
             err = exc.__context__
             if isinstance(err, RouterError):
                 self.protocol_error(err.kind, err.message)
+            elif err is not None:
+                # A fault of the router's own, not of the request: no 400 that blames the
+                # client, and the trace goes to the log.
+                log.error("a request callback failed", exc_info=err)
+                self.protocol_error(ErrorKind.INTERNAL, "internal error")
             else:
                 self.protocol_error(ErrorKind.BAD_REQUEST, f"malformed request: {exc}")
             return
@@ -189,6 +195,11 @@ class ClientConnection(asyncio.Protocol):
             self.interest = settings.interest.get
             self.spelled = settings.spelled.get
             self.max_head = settings.max_header_bytes
+            # The X-Forwarded-* lines of a request without its own X-Forwarded-For: the
+            # same for every request of the connection under one config.
+            self.forwarded = b"".join((b"X-Forwarded-For: ", self.client_b, b"\r\nX-Forwarded-Proto: ",
+                                       settings.forwarded_proto, CRLF))
+            self.trusted = settings.trusted is not None and settings.trusted(self.client_ip)
         self.head_bytes = 0
         if self.phase == IDLE:
             self.phase = WAIT_HEAD
@@ -263,7 +274,14 @@ class ClientConnection(asyncio.Protocol):
             ex.upgrade = value
         elif kind == H_EXPECT:
             ex.lines.append(b"".join((name, b": ", value, CRLF)))
-        # H_XF_PROTO, H_XF_HOST, H_HOP: dropped; the router sets the X-Forwarded-* itself.
+        elif kind == H_XF_PROTO:
+            # Kept from a trusted proxy only, and only as a scheme: any client could claim
+            # https. In a list ("https, http") the first proxy's word is the client's scheme.
+            if self.trusted and ex.xf_proto is None:
+                proto = value.split(b",", 1)[0].strip().lower()
+                if proto == b"https" or proto == b"http":
+                    ex.xf_proto = proto
+        # H_XF_HOST, H_HOP: dropped; the router sets the X-Forwarded-* itself.
 
     def on_headers_complete(self) -> None:
         ex = self.cur

@@ -54,6 +54,7 @@ class Exchange:
     )
     # rare: request
     geo_b = None
+    xf_proto: bytes | None = None       # a trusted proxy's X-Forwarded-Proto
     trailers: list[bytes] | None = None
     # rare: carrying out
     t_up = 0.0                          # set only when the access log is on
@@ -201,10 +202,14 @@ class Exchange:
             lines.append(b"Host: " + d.backends[0].encode() + CRLF)
         if d.tenant is not None:
             lines.append(b"".join((self.settings.tenant_header, b": ", d.tenant.encode(), CRLF)))
+        proto = self.xf_proto
         if self.xff:
-            lines.append(b"X-Forwarded-For: %s, %s\r\nX-Forwarded-Proto: http\r\n" % (self.xff, self.conn.client_b))
-        else:
+            lines.append(b"X-Forwarded-For: %s, %s\r\nX-Forwarded-Proto: %s\r\n"
+                         % (self.xff, self.conn.client_b, proto or self.settings.forwarded_proto))
+        elif proto is None:
             lines.append(self.conn.forwarded)
+        else:
+            lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n" % (self.conn.client_b, proto))
         if host is not None:
             lines.append(b"".join((b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", self.request_id, CRLF)))
         else:

@@ -304,3 +304,13 @@ def test_routing_domain_not_a_domain_name(domain):
 def test_subdomain_source_needs_a_domain():
     text = BASE.replace('domains = ["stamps.example.com"]', "")
     assert "no domain is configured" in error_at(text, "routing.domains")
+
+
+@pytest.mark.parametrize(("line", "path", "problem"), [
+    ('trusted_proxies = ["10.0.0.0/8", "10.0.0.7/8"]', "listen.trusted_proxies[1]", "has host bits set"),
+    ('trusted_proxies = ["lb.internal"]', "listen.trusted_proxies[0]", "is not an IP address or network"),
+    ('trusted_proxies = ["10.0.0.0/33"]', "listen.trusted_proxies[0]", "is not an IP address or network"),
+    ('forwarded_proto = "wss"', "listen.forwarded_proto", "'http' or 'https'"),
+])
+def test_bad_forwarding_settings_name_their_entry(line, path, problem):
+    assert problem in error_at(BASE + f"[listen]\n{line}\n", path)

@@ -4,6 +4,7 @@ import pytest
 
 from router.config import validate_document
 from router.core.snapshot import build_snapshot
+from router.proxy.downstream import ClientConnection
 from router.proxy.settings import H_PASS, settings_for
 from tests.proxy.inproc import DataPath, doc, in_loop
 
@@ -52,6 +53,58 @@ def test_request_head_with_its_own_forwarded_for_and_no_host():
                         b"X-Forwarded-For: 203.0.113.9, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
                         b"X-Request-ID: r-1\r\n\r\n")
     in_loop(body)
+
+
+def forwarded_lines(config: dict, request: bytes) -> list[bytes]:
+    """The X-Forwarded-For/-Proto lines sent upstream for `request` from 127.0.0.1."""
+    out = []
+
+    def body():
+        sent = DataPath(config).request(request)
+        out.extend(ln for ln in sent.split(b"\r\n") if ln.startswith((b"X-Forwarded-For", b"X-Forwarded-Proto")))
+    in_loop(body)
+    return out
+
+
+HTTPS = b"GET / HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\nX-Forwarded-Proto: %s\r\n%s\r\n"
+
+
+@pytest.mark.parametrize("listen, sent, forwarded_for, proto", [
+    # nobody trusted: the client's word is replaced by the configured scheme
+    ({}, b"https", b"", b"http"),
+    ({"forwarded_proto": "https"}, b"http", b"", b"https"),
+    # a trusted peer's scheme is kept, in any case, the first of a list, with or without XFF
+    ({"trusted_proxies": ["127.0.0.0/8"]}, b"HTTPS", b"", b"https"),
+    ({"trusted_proxies": ["127.0.0.1"], "forwarded_proto": "https"}, b"http", b"", b"http"),
+    ({"trusted_proxies": ["10.0.0.0/8", "127.0.0.1/32"]}, b"https, http", b"X-Forwarded-For: 198.51.100.2\r\n",
+     b"https"),
+    # a trusted peer's word that is not a scheme is replaced
+    ({"trusted_proxies": ["127.0.0.1"], "forwarded_proto": "https"}, b"gopher", b"", b"https"),
+    # a peer outside the trusted networks is not trusted
+    ({"trusted_proxies": ["10.0.0.0/8", "::1"]}, b"https", b"", b"http"),
+])
+def test_x_forwarded_proto_comes_from_the_config_or_a_trusted_proxy(listen, sent, forwarded_for, proto):
+    lines = forwarded_lines({**doc(), "listen": listen}, HTTPS % (sent, forwarded_for))
+    expected_for = b"X-Forwarded-For: 198.51.100.2, 127.0.0.1" if forwarded_for else b"X-Forwarded-For: 127.0.0.1"
+    assert lines == [expected_for, b"X-Forwarded-Proto: " + proto]
+
+
+def test_a_fault_of_the_router_while_reading_a_request_is_500_and_logged_not_a_400(monkeypatch, caplog):
+    def broken(self, url):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(ClientConnection, "on_url", broken)
+
+    def body():
+        path = DataPath()
+        assert path.request(GET) == b""                      # nothing went upstream
+        answer = bytes(path.client.transport.data)
+        assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+        assert b'"kind":"internal"' in answer and b"Connection: close" in answer
+        assert path.client.closed
+    in_loop(body)
+    record = next(r for r in caplog.records if r.name == "router.proxy")
+    assert record.levelname == "ERROR" and isinstance(record.exc_info[1], KeyError)
 
 
 def test_the_upstream_deadline_moves_on_once_per_read_that_brought_head_or_body():

@@ -6,8 +6,9 @@ import socket
 import pytest
 
 from tests.support.raw import raw_request, read_responses, status_of
+from tests.control.support import write_by_rename, write_doc
 from tests.support.router_proc import RouterProcess, stamp
-from tests.support.servers import Backend, start_backend, stop_backend
+from tests.support.servers import Backend, start_backend, stop_backend, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +209,30 @@ def test_refusals_carry_json_with_request_id(router, headers, status):
     doc = json.loads(body)
     assert doc["request_id"] == resp_headers["x-request-id"]
     assert doc["error"]
+
+
+def test_x_forwarded_proto_follows_a_reload_on_an_open_connection(backends, router_proc):
+    """listen.forwarded_proto and listen.trusted_proxies apply on reload, to connections
+    already open too: a client of a keep-alive connection must not keep an old trust."""
+    (eu1,) = backends("eu-1")
+    router = router_proc({"routing": {"sources": ["header"]}, "control": {"watch_interval": 0.1},
+                          "stamps": [stamp("eu-1", [eu1.address])], "tenants": {"acme": "eu-1"}})
+
+    def reload(n: int, **listen):
+        write_doc(router, write_by_rename, {"listen": {**router.doc["listen"], **listen}})
+        wait_until(lambda: router.metric("stamp_router_config_reloads_total", source="file", result="success") == n,
+                   message=f"reload {n}")
+
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+        def proto_seen(claimed: bytes = b"") -> str:
+            line = b"X-Forwarded-Proto: %s\r\n" % claimed if claimed else b""
+            sock.sendall(b"GET /p HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\n%s\r\n" % line)
+            assert status_of(read_responses(sock, 1)[0]) == 200
+            return eu1.hits("/p")[-1]["headers"]["X-Forwarded-Proto"]
+
+        assert proto_seen(b"https") == "http"           # a client's claim is replaced
+        reload(1, forwarded_proto="https")               # TLS ends in front of every router
+        assert proto_seen() == "https" and proto_seen(b"http") == "https"
+        reload(2, trusted_proxies=["127.0.0.1"])         # this peer is now the proxy in front
+        assert proto_seen(b"http") == "http" and proto_seen(b"https") == "https"
+        assert proto_seen() == "http"                    # no claim: forwarded_proto, "http" again
