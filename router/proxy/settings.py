@@ -6,12 +6,10 @@ The proxy reads these on every request; computing them here keeps attribute chai
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
-from typing import Callable
 
-from router.config.addresses import parse_network
 from router.core.snapshot import Snapshot
+from router.proxy.forwarded import Trusted, trust_check
 
 # Which request header feeds which fact. Values index ProxySettings.interest.
 H_HOST, H_TENANT, H_AUTH, H_GEO, H_REQUEST_ID, H_CONTENT_LENGTH, H_TRANSFER_ENCODING, \
@@ -43,26 +41,7 @@ class ProxySettings:
     retry_attempts: int
     retry_budget: float
     forwarded_proto: bytes            # X-Forwarded-Proto unless a trusted proxy says otherwise
-    trusted: Callable[[str], bool] | None   # is this peer a trusted proxy? None: none configured
-
-
-def trust_check(cidrs: list[str]) -> Callable[[str], bool] | None:
-    """A predicate over peer addresses for listen.trusted_proxies; asked once per
-    connection (and again after a reload), never per request."""
-    if not cidrs:
-        return None
-    nets = tuple(parse_network(c) for c in cidrs)
-
-    def trusted(ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:                # "-": no peer address (a UNIX socket, a closed peer)
-            return False
-        if addr.version == 6 and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped       # a dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d
-        return any(addr in net for net in nets)
-
-    return trusted
+    trusted: Trusted | None           # is this address a trusted proxy? None: none configured
 
 
 def settings_for(snap: Snapshot) -> ProxySettings:

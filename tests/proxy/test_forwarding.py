@@ -236,3 +236,34 @@ def test_x_forwarded_proto_follows_a_reload_on_an_open_connection(backends, rout
         reload(2, trusted_proxies=["127.0.0.1"])         # this peer is now the proxy in front
         assert proto_seen(b"http") == "http" and proto_seen(b"https") == "https"
         assert proto_seen() == "http"                    # no claim: forwarded_proto, "http" again
+
+
+def test_behind_a_trusted_proxy_geo_and_the_access_log_see_the_forwarded_client(backends, router_proc):
+    """Anonymous traffic keeps a stamp per client address. Behind a load balancer every
+    connection comes from the balancer: trusting it spreads clients again."""
+    eu1, eu2 = backends("eu-1", "eu-2")
+    router = router_proc({
+        "listen": {"trusted_proxies": ["127.0.0.0/8"]},
+        "routing": {"sources": ["header"], "anonymous": "geo"}, "admin": {"access_log": True},
+        "geo": {"default_region": "eu", "regions": {"eu": ["DE"]}}, "control": {"watch_interval": 0.1},
+        "stamps": [stamp("eu-1", [eu1.address]), stamp("eu-2", [eu2.address])]})
+    clients = [f"198.51.100.{i}" for i in range(1, 41)]
+
+    def stamps_by_client(path: str) -> dict[str, str]:
+        return {c: router.request("GET", path, headers={"CF-IPCountry": "DE", "X-Forwarded-For": f"203.0.113.9, {c}"}
+                                  )[1]["x-stamp"] for c in clients}
+
+    placed = stamps_by_client("/trusted")
+    assert set(placed.values()) == {"eu-1", "eu-2"}
+    assert stamps_by_client("/trusted-again") == placed           # and each client keeps its stamp
+
+    def logged() -> dict[str, str]:
+        lines = [json.loads(ln) for ln in router.stdout().splitlines() if ln.startswith("{")]
+        return {ln["client"]: ln["stamp"] for ln in lines if ln["path"] == "/trusted"}
+    wait_until(lambda: len(logged()) == len(clients), message="the access log of the first round")
+    assert logged() == placed
+
+    write_doc(router, write_by_rename, {"listen": {"http": router.doc["listen"]["http"]}})
+    wait_until(lambda: router.metric("stamp_router_config_reloads_total", source="file", result="success") == 1,
+               message="the reload that trusts nobody")
+    assert len(set(stamps_by_client("/untrusted").values())) == 1  # every client is the balancer now
