@@ -48,6 +48,7 @@ class ProxyMetrics(Collector):
         self.open_connections = 0
         self.in_flight = 0
         self.connections_refused = 0
+        self.proxy_protocol_errors = 0
         self._config_info = config_info
         registry.register(self)
 
@@ -102,6 +103,9 @@ class ProxyMetrics(Collector):
         yield GaugeMetricFamily("stamp_router_requests_in_flight", "Requests being proxied.", value=self.in_flight)
         yield CounterMetricFamily("stamp_router_connections_refused", "Client connections closed at accept: "
                                   "listen.max_connections reached, or the router draining.", value=self.connections_refused)
+        yield CounterMetricFamily("stamp_router_proxy_protocol_errors", "Client connections closed because they did "
+                                  "not start with a valid PROXY protocol header (listen.proxy_protocol).",
+                                  value=self.proxy_protocol_errors)
         info = self._config_info()
         if info:
             yield InfoMetricFamily("stamp_router_config", "The config being served.",

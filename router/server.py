@@ -108,7 +108,7 @@ class Router:
         metrics = ProxyMetrics(self.registry, lambda: self.config_info() if self.state else {})
         self.proxy = ProxyServer(self.state, metrics, AccessLog() if cfg.admin.access_log else None)
         host, port = parse_hostport(cfg.listen.http)
-        await self.proxy.start(host, port, cfg.listen.backlog, cfg.listen.reuse_port)
+        await self.proxy.start(host, port, cfg.listen.backlog, cfg.listen.reuse_port, cfg.listen.proxy_protocol)
         self.admin_app = build_app(self)
         if self.control is not None:
             self.control.install(self.admin_app)

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("stamp_router.control")
 
 # Bootstrap fields a running process cannot take over: they need a restart.
-RESTART_FIELDS = (("listen", "http"), ("listen", "backlog"), ("listen", "reuse_port"), ("admin", "listen"),
-                  ("control", "watch_file"), ("control", "state_dir"))
+RESTART_FIELDS = (("listen", "http"), ("listen", "backlog"), ("listen", "reuse_port"), ("listen", "proxy_protocol"),
+                  ("admin", "listen"), ("control", "watch_file"), ("control", "state_dir"))
 
 
 class ControlPlane:

@@ -27,6 +27,8 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 from router.errors import STATUS, ErrorKind, RouterError
 from router.proxy.exchange import Exchange
 from router.proxy.http import CRLF, REQUEST_ID_RE, error_response
+from router.proxy.proxy_protocol import ProxyHeaderError
+from router.proxy.proxy_protocol import parse as parse_proxy_header
 from router.proxy.settings import (H_AUTH, H_CONNECTION, H_CONTENT_LENGTH, H_EXPECT, H_GEO, H_HOST, H_PASS,
                                    H_REQUEST_ID, H_TENANT, H_TRANSFER_ENCODING, H_UPGRADE, H_XF_PROTO, H_XFF)
 
@@ -387,3 +389,39 @@ class ClientConnection(asyncio.Protocol):
                 (self.cur is None or self.cur.finished):
             self.closed = True
             self.transport.close()
+
+
+class ProxiedConnection(ClientConnection):
+    """A client connection from a layer-4 balancer that opens it with a PROXY protocol
+    header (listen.proxy_protocol): the client address comes from that header. A
+    subclass, so that a listener without it pays nothing per read."""
+
+    __slots__ = ("preamble",)
+
+    def __init__(self, server: ProxyServer) -> None:
+        super().__init__(server)
+        self.preamble: bytes | None = b""      # bytes of the header so far; None once read
+
+    def data_received(self, data: bytes) -> None:
+        if self.preamble is None:
+            ClientConnection.data_received(self, data)
+            return
+        buf = self.preamble + data if self.preamble else data
+        try:
+            header = parse_proxy_header(buf)
+        except ProxyHeaderError as exc:
+            # Nothing is answered: the peer speaks the PROXY protocol or is not a client.
+            self.server.metrics.proxy_protocol_errors += 1
+            log.debug("closing a connection from %s: %s", self.client_ip, exc)
+            self.close()
+            return
+        if header is None:
+            self.preamble = buf
+            return
+        length, source = header
+        self.preamble = None
+        if source is not None:                 # else LOCAL/UNKNOWN: the balancer's own
+            self.client_ip = source
+            self.client_b = source.encode()
+        if len(buf) > length:
+            ClientConnection.data_received(self, buf[length:])

@@ -10,7 +10,7 @@ from typing import Coroutine
 
 from router.metrics import ProxyMetrics
 from router.proxy.access_log import AccessLog
-from router.proxy.downstream import ClientConnection
+from router.proxy.downstream import ClientConnection, ProxiedConnection
 from router.proxy.upstream import Pools
 from router.state import RouterState
 
@@ -77,8 +77,10 @@ class ProxyServer:
         self.max_connections = cfg.listen.max_connections
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def start(self, host: str, port: int, backlog: int, reuse_port: bool = False) -> None:
-        self._server = await self.loop.create_server(lambda: ClientConnection(self), host, port,
+    async def start(self, host: str, port: int, backlog: int, reuse_port: bool = False,
+                    proxy_protocol: bool = False) -> None:
+        connection = ProxiedConnection if proxy_protocol else ClientConnection
+        self._server = await self.loop.create_server(lambda: connection(self), host, port,
                                                      backlog=backlog, reuse_address=True,
                                                      reuse_port=reuse_port or None)
         self._sweeper = self.loop.create_task(self._sweep())

@@ -267,3 +267,36 @@ def test_behind_a_trusted_proxy_geo_and_the_access_log_see_the_forwarded_client(
     wait_until(lambda: router.metric("stamp_router_config_reloads_total", source="file", result="success") == 1,
                message="the reload that trusts nobody")
     assert len(set(stamps_by_client("/untrusted").values())) == 1  # every client is the balancer now
+
+
+def test_behind_a_proxy_protocol_balancer_the_header_names_the_client(backends, router_proc):
+    (eu1,) = backends("eu-1")
+    router = router_proc({"listen": {"proxy_protocol": True}, "routing": {"sources": ["header"]},
+                          "admin": {"access_log": True}, "stamps": [stamp("eu-1", [eu1.address])]})
+    get = b"GET /pp HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\nX-Forwarded-For: 203.0.113.66\r\n\r\n"
+
+    def forwarded_for(*parts: bytes) -> str:
+        """Send `parts` on one connection, one write each; what the backend was told."""
+        with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+            for part in parts:
+                sock.sendall(part)
+            assert status_of(read_responses(sock, 1)[0]) == 200
+        return eu1.hits("/pp")[-1]["headers"]["X-Forwarded-For"]
+
+    v1 = b"PROXY TCP4 198.51.100.7 10.0.0.1 51234 8080\r\n"
+    assert forwarded_for(v1 + get) == "203.0.113.66, 198.51.100.7"
+    assert forwarded_for(v1[:9], v1[9:] + get[:5], get[5:]) == "203.0.113.66, 198.51.100.7"   # split anywhere
+    v2_local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"                  # the balancer's own health check
+    assert forwarded_for(v2_local + get) == "203.0.113.66, 127.0.0.1"
+
+    # Without a header, nothing is answered or forwarded, and the refusal is counted.
+    hits = len(eu1.hits("/pp"))
+    response, closed = raw_request(router.port, get)
+    assert (response, closed) == (b"", True)
+    assert len(eu1.hits("/pp")) == hits
+    assert router.metric("stamp_router_proxy_protocol_errors_total") == 1
+
+    def logged_clients() -> list[str]:
+        return [json.loads(ln)["client"] for ln in router.stdout().splitlines() if ln.startswith("{")]
+    wait_until(lambda: len(logged_clients()) == 3, message="three access log lines")
+    assert logged_clients() == ["198.51.100.7", "198.51.100.7", "127.0.0.1"]
