@@ -410,7 +410,8 @@ class ProxiedConnection(ClientConnection):
         try:
             header = parse_proxy_header(buf)
         except ProxyHeaderError as exc:
-            # Nothing is answered: the peer speaks the PROXY protocol or is not a client.
+            # Nothing is answered: a peer that does not open with the header is not the
+            # balancer, and an HTTP answer would tell a scanner what listens here.
             self.server.metrics.proxy_protocol_errors += 1
             log.debug("closing a connection from %s: %s", self.client_ip, exc)
             self.close()
