@@ -47,7 +47,8 @@ P_PIPELINE, P_UPSTREAM_FULL, P_PENDING, P_UPGRADE = 1, 2, 4, 8
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
                  "deadline", "pause_mask", "write_paused", "tunnel", "upgraded", "early", "closed",
-                 "eof", "settings", "interest", "spelled", "max_head", "forwarded", "client_b", "trusted")
+                 "eof", "settings", "interest", "spelled", "max_head", "forwarded", "client_b", "trusted",
+                 "scheme")
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
@@ -70,6 +71,7 @@ class ClientConnection(asyncio.Protocol):
         self.settings = None
         self.forwarded = b""
         self.trusted = False
+        self.scheme: bytes | None = None     # b"https" when a PROXY v2 header says TLS
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -200,7 +202,7 @@ class ClientConnection(asyncio.Protocol):
             # The X-Forwarded-* lines of a request without its own X-Forwarded-For: the
             # same for every request of the connection under one config.
             self.forwarded = b"".join((b"X-Forwarded-For: ", self.client_b, b"\r\nX-Forwarded-Proto: ",
-                                       settings.forwarded_proto, CRLF))
+                                       self.scheme or settings.forwarded_proto, CRLF))
             self.trusted = settings.trusted is not None and settings.trusted(self.client_ip)
         self.head_bytes = 0
         if self.phase == IDLE:
@@ -419,10 +421,12 @@ class ProxiedConnection(ClientConnection):
         if header is None:
             self.preamble = buf
             return
-        length, source = header
+        length, source, tls = header
         self.preamble = None
         if source is not None:                 # else LOCAL/UNKNOWN: the balancer's own
             self.client_ip = source
             self.client_b = source.encode()
+        if tls:
+            self.scheme = b"https"
         if len(buf) > length:
             ClientConnection.data_received(self, buf[length:])

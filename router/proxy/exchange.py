@@ -210,7 +210,7 @@ class Exchange:
         proto = self.xf_proto
         if self.xff:
             lines.append(b"X-Forwarded-For: %s, %s\r\nX-Forwarded-Proto: %s\r\n"
-                         % (self.xff, self.conn.client_b, proto or self.settings.forwarded_proto))
+                         % (self.xff, self.conn.client_b, proto or self.conn.scheme or self.settings.forwarded_proto))
         elif proto is None:
             lines.append(self.conn.forwarded)
         else:

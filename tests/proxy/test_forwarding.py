@@ -281,13 +281,20 @@ def test_behind_a_proxy_protocol_balancer_the_header_names_the_client(backends, 
             for part in parts:
                 sock.sendall(part)
             assert status_of(read_responses(sock, 1)[0]) == 200
-        return eu1.hits("/pp")[-1]["headers"]["X-Forwarded-For"]
+        seen = eu1.hits("/pp")[-1]["headers"]
+        return f'{seen["X-Forwarded-For"]} {seen["X-Forwarded-Proto"]}'
 
     v1 = b"PROXY TCP4 198.51.100.7 10.0.0.1 51234 8080\r\n"
-    assert forwarded_for(v1 + get) == "203.0.113.66, 198.51.100.7"
-    assert forwarded_for(v1[:9], v1[9:] + get[:5], get[5:]) == "203.0.113.66, 198.51.100.7"   # split anywhere
-    v2_local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"                  # the balancer's own health check
-    assert forwarded_for(v2_local + get) == "203.0.113.66, 127.0.0.1"
+    assert forwarded_for(v1 + get) == "203.0.113.66, 198.51.100.7 http"
+    assert forwarded_for(v1[:9], v1[9:] + get[:5], get[5:]) == "203.0.113.66, 198.51.100.7 http"   # split anywhere
+    signature = b"\r\n\r\n\x00\r\nQUIT\n"
+    v2_local = signature + b"\x20\x00\x00\x00"                          # the balancer's own health check
+    assert forwarded_for(v2_local + get) == "203.0.113.66, 127.0.0.1 http"
+    # v2 from a balancer that ended TLS (HAProxy send-proxy-v2-ssl): addresses, ports, PP2_TYPE_SSL.
+    v2_tls = signature + b"\x21\x11\x00\x14" + bytes([198, 51, 100, 8, 10, 0, 0, 1]) + b"\xc8\x22\x1f\x90" + \
+        b"\x20\x00\x05\x01\x00\x00\x00\x00"
+    assert forwarded_for(v2_tls + get) == "203.0.113.66, 198.51.100.8 https"
+    assert forwarded_for(v2_tls + get.replace(b"X-Forwarded-For: 203.0.113.66\r\n", b"")) == "198.51.100.8 https"
 
     # Without a header, nothing is answered or forwarded, and the refusal is counted.
     hits = len(eu1.hits("/pp"))
@@ -298,5 +305,5 @@ def test_behind_a_proxy_protocol_balancer_the_header_names_the_client(backends, 
 
     def logged_clients() -> list[str]:
         return [json.loads(ln)["client"] for ln in router.stdout().splitlines() if ln.startswith("{")]
-    wait_until(lambda: len(logged_clients()) == 3, message="three access log lines")
-    assert logged_clients() == ["198.51.100.7", "198.51.100.7", "127.0.0.1"]
+    wait_until(lambda: len(logged_clients()) == 5, message="five access log lines")
+    assert logged_clients() == ["198.51.100.7", "198.51.100.7", "127.0.0.1", "198.51.100.8", "198.51.100.8"]

@@ -20,20 +20,28 @@ def v2(command: int = 1, family: int = 0x11, body: bytes | None = None, tlvs: by
     return V2_SIGNATURE + bytes([0x20 | command, family]) + struct.pack("!H", len(body)) + body
 
 
-@pytest.mark.parametrize("header, address", [
-    (b"PROXY TCP4 198.51.100.7 10.0.0.1 51234 443\r\n", "198.51.100.7"),
-    (b"PROXY TCP6 2001:DB8::7 2001:db8::1 51234 443\r\n", "2001:db8::7"),
-    (b"PROXY UNKNOWN\r\n", None),
-    (b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n", None),
-    (v2(), "198.51.100.7"),
-    (v2(tlvs=b"\x20\x00\x05\x01\x00\x00\x00\x00"), "198.51.100.7"),     # an SSL TLV, skipped
-    (v2(family=0x21, body=ipaddress.ip_address("2001:db8::7").packed + bytes(16) + bytes(4)), "2001:db8::7"),
-    (v2(command=0, body=b""), None),                                   # LOCAL: the balancer's own check
-    (v2(family=0x00, body=b""), None),                                 # UNSPEC
-    (v2(family=0x31, body=bytes(216)), None),                          # a UNIX socket
+SSL_CLIENT = b"\x20\x00\x05\x01\x00\x00\x00\x00"        # PP2_TYPE_SSL, client used TLS, verified
+SSL_NOT = b"\x20\x00\x05\x00\x00\x00\x00\x00"           # PP2_TYPE_SSL without PP2_CLIENT_SSL
+AWS_VPCE = b"\xea\x00\x06\x01vpce1"                        # PP2_TYPE_AWS: skipped
+
+
+@pytest.mark.parametrize("header, address, tls", [
+    (b"PROXY TCP4 198.51.100.7 10.0.0.1 51234 443\r\n", "198.51.100.7", False),
+    (b"PROXY TCP6 2001:DB8::7 2001:db8::1 51234 443\r\n", "2001:db8::7", False),
+    (b"PROXY UNKNOWN\r\n", None, False),
+    (b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n", None, False),
+    (v2(), "198.51.100.7", False),
+    (v2(tlvs=SSL_CLIENT), "198.51.100.7", True),
+    (v2(tlvs=AWS_VPCE + SSL_CLIENT), "198.51.100.7", True),
+    (v2(tlvs=SSL_NOT), "198.51.100.7", False),
+    (v2(tlvs=SSL_CLIENT[:5]), "198.51.100.7", False),                  # a torn TLV claims nothing
+    (v2(family=0x21, body=ipaddress.ip_address("2001:db8::7").packed + bytes(16) + bytes(4)), "2001:db8::7", False),
+    (v2(command=0, body=b""), None, False),                            # LOCAL: the balancer's own check
+    (v2(family=0x00, body=b""), None, False),                          # UNSPEC
+    (v2(family=0x31, body=bytes(216)), None, False),                   # a UNIX socket
 ])
-def test_a_valid_header_gives_its_length_and_the_client(header, address):
-    assert parse(header + REQUEST) == (len(header), address)
+def test_a_valid_header_gives_its_length_the_client_and_whether_it_spoke_tls(header, address, tls):
+    assert parse(header + REQUEST) == (len(header), address, tls)
 
 
 @pytest.mark.parametrize("data, problem", [
