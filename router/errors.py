@@ -29,6 +29,7 @@ class ErrorKind(enum.Enum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     REQUEST_TIMEOUT = "request_timeout"
     INTERNAL = "internal"
+    RATE_LIMITED = "rate_limited"
 
 
 STATUS: dict[ErrorKind, int] = {
@@ -42,6 +43,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.REQUEST_TIMEOUT: 408,
     ErrorKind.BODY_TOO_LARGE: 413,
     ErrorKind.UNKNOWN_HOST: 421,
+    ErrorKind.RATE_LIMITED: 429,
     ErrorKind.HEADERS_TOO_LARGE: 431,
     ErrorKind.INTERNAL: 500,
     ErrorKind.NOT_IMPLEMENTED: 501,

@@ -45,6 +45,7 @@ class ProxyMetrics(Collector):
         self.stamps: dict[str, StampStats] = {}
         self.upstream_errors: dict[tuple[str, str, str], int] = {}
         self.failovers: dict[tuple[str, str], int] = {}
+        self.rate_limits: dict[str, int] = {}
         self.open_connections = 0
         self.in_flight = 0
         self.connections_refused = 0
@@ -66,6 +67,9 @@ class ProxyMetrics(Collector):
     def failover(self, from_stamp: str, to_stamp: str) -> None:
         key = (from_stamp, to_stamp)
         self.failovers[key] = self.failovers.get(key, 0) + 1
+
+    def rate_limited(self, stamp: str) -> None:
+        self.rate_limits[stamp] = self.rate_limits.get(stamp, 0) + 1
 
     def collect(self) -> Iterator:
         req = CounterMetricFamily("stamp_router_requests", "Requests answered, by stamp and status class.",
@@ -99,6 +103,11 @@ class ProxyMetrics(Collector):
         for (a, b), n in list(self.failovers.items()):
             fo.add_metric([a, b], n)
         yield fo
+        rl = CounterMetricFamily("stamp_router_rate_limited", "Requests answered 429 because their tenant was "
+                                 "over limits.tenant_rate, by the stamp they would have gone to.", labels=["stamp"])
+        for stamp, n in list(self.rate_limits.items()):
+            rl.add_metric([stamp], n)
+        yield rl
         yield GaugeMetricFamily("stamp_router_client_connections", "Open client connections.", value=self.open_connections)
         yield GaugeMetricFamily("stamp_router_requests_in_flight", "Requests being proxied.", value=self.in_flight)
         yield CounterMetricFamily("stamp_router_connections_refused", "Client connections closed at accept: "

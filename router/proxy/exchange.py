@@ -186,6 +186,14 @@ class Exchange:
                 extra = ((b"Retry-After", b"%d" % d.retry_after),)
             self.refuse(d.error, d.message, extra)
             return
+        limiter = server.tenant_rate
+        if limiter is not None and d.tenant is not None:
+            wait = limiter.take(d.tenant, server.loop.time())
+            if wait:
+                server.metrics.rate_limited(d.stamp)
+                self.refuse(ErrorKind.RATE_LIMITED, f"tenant {d.tenant!r} is over limits.tenant_rate",
+                            ((b"Retry-After", b"%d" % limiter.retry_after(wait)),))
+                return
         if d.placed is not None:
             server.metrics.failover(d.placed, d.stamp)
         self.head = self._build_head(d)

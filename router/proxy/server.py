@@ -11,6 +11,7 @@ from typing import Coroutine
 from router.metrics import ProxyMetrics
 from router.proxy.access_log import AccessLog
 from router.proxy.downstream import ClientConnection, ProxiedConnection
+from router.proxy.tenant_rate import tenant_rate_for
 from router.proxy.upstream import Pools
 from router.state import RouterState
 
@@ -28,6 +29,7 @@ class ProxyServer:
         cfg = state.snapshot.config
         self.pools = Pools(cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout, self.loop)
         self.max_connections = cfg.listen.max_connections
+        self.tenant_rate = tenant_rate_for(cfg.limits.tenant_rate, cfg.limits.tenant_burst, None)
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.retrying = 0
@@ -75,6 +77,7 @@ class ProxyServer:
         backends = {b for s in snapshot.stamps.values() for b in s.backends}
         self.pools.sync(backends, cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout)
         self.max_connections = cfg.listen.max_connections
+        self.tenant_rate = tenant_rate_for(cfg.limits.tenant_rate, cfg.limits.tenant_burst, self.tenant_rate)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self, host: str, port: int, backlog: int, reuse_port: bool = False,
