@@ -44,7 +44,7 @@ class Exchange:
     __slots__ = (
         "conn", "server", "snap", "settings", "t0", "lines",
         # request head
-        "url", "method_b", "host_b", "tenant_header", "authorization_b", "request_id", "xff",
+        "url", "method_b", "host_b", "tenant_header", "authorization_b", "request_id", "xff", "xf_proto",
         "conn_header", "upgrade", "content_length", "chunked", "http10", "head_done", "keep_alive",
         # carrying out
         "decision", "head", "pool", "backend", "upstream", "up_deadline", "req_done",
@@ -55,7 +55,6 @@ class Exchange:
     )
     # rare: request
     geo_b = None
-    xf_proto: bytes | None = None       # a trusted proxy's X-Forwarded-Proto
     trailers: list[bytes] | None = None
     # rare: carrying out
     t_up = 0.0                          # set only when the access log is on
@@ -103,7 +102,7 @@ class Exchange:
         self.url = b""
         self.method_b = b"GET"
         self.host_b = self.tenant_header = self.authorization_b = self.request_id = None
-        self.xff = self.conn_header = self.upgrade = self.content_length = None
+        self.xff = self.xf_proto = self.conn_header = self.upgrade = self.content_length = None
         self.chunked = self.http10 = self.head_done = self.req_done = False
         self.keep_alive = True
         # carrying out
