@@ -77,8 +77,11 @@ def pytest_runtest_makereport(item, call):
     log): a failure seen once in a full run is then explained by that run."""
     outcome = yield
     report = outcome.get_result()
-    factory = getattr(item, "funcargs", {}).get("router_proc")
-    if report.when == "call" and report.failed and factory is not None:
-        for n, proc in enumerate(getattr(factory, "procs", ()), 1):
-            tail = "\n".join(proc.stderr().splitlines()[-40:])
-            report.sections.append((f"router {n} stderr, last lines", tail or "(empty)"))
+    if report.when != "call" or not report.failed:
+        return
+    # Any factory fixture that started routers lists them in `procs` (router_proc, side_by_side).
+    procs = [p for value in getattr(item, "funcargs", {}).values()
+             if isinstance(getattr(value, "procs", None), list) for p in value.procs]
+    for n, proc in enumerate(procs, 1):
+        tail = "\n".join(proc.stderr().splitlines()[-40:])
+        report.sections.append((f"router {n} stderr, last lines", tail or "(empty)"))

@@ -32,7 +32,7 @@ def side_by_side(tmp_path, backends):
         made.append(router)
         return router
 
-    make.routers = made
+    make.procs = made              # for the failure report (tests/conftest.py)
     yield make
     for router in made:
         router.stop()
