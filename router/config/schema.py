@@ -130,7 +130,7 @@ class Timeouts(Section):
 class Limits(Section):
     max_header_bytes: Size = Field(65536, description="Largest request head; larger is 431.")
     max_body_bytes: Size = Field(100 * 1024**2, description="Largest request body; larger is 413.")
-    tenant_rate: float = Field(0.0, ge=0, description="Requests per second each tenant may send through this router process, after its burst; more is 429 with Retry-After. 0: no limit.")
+    tenant_rate: float = Field(0.0, ge=0, allow_inf_nan=False, description="Requests per second each tenant may send through this router process, after its burst; more is 429 with Retry-After. 0: no limit.")
     tenant_burst: int | None = Field(None, ge=1, description="Requests a tenant may send at once on top of tenant_rate (the bucket size). Default: one second's worth, at least 1.")
 
 

@@ -314,3 +314,13 @@ def test_subdomain_source_needs_a_domain():
 ])
 def test_bad_forwarding_settings_name_their_entry(line, path, problem):
     assert problem in error_at(BASE + f"[listen]\n{line}\n", path)
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("tenant_rate = inf", "finite number"),
+    ("tenant_rate = -1", "greater than or equal to 0"),
+    ("tenant_burst = 0", "greater than or equal to 1"),
+])
+def test_bad_tenant_limits_name_their_field(line, problem):
+    key = line.split(" ", 1)[0]
+    assert problem in error_at(BASE + f"[limits]\n{line}\n", f"limits.{key}")
