@@ -7,6 +7,7 @@ habits from HAProxy or nginx configs carry over.
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -24,6 +25,9 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like \"2s\"")
     if isinstance(value, (int, float)):
+        if value != value or value in (math.inf, -math.inf):
+            # TOML spells both; a NaN deadline never compares as passed, so it never fires.
+            raise ValueError(f"a duration must be a finite number of seconds, not {value}")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)

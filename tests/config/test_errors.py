@@ -245,6 +245,8 @@ def test_unknown_key_reported_with_its_path(text, path, hint):
     ("timeouts", 'connect = "2x"', "timeouts.connect", "invalid duration '2x'"),
     ("timeouts", 'idle = "10"', "timeouts.idle", "invalid duration '10'"),
     ("timeouts", "upstream = -1", "timeouts.upstream", "cannot be negative"),
+    ("timeouts", "connect = nan", "timeouts.connect", "finite number of seconds, not nan"),
+    ("timeouts", "idle = inf", "timeouts.idle", "finite number of seconds, not inf"),
     ("routing", 'retry_after = "soon"', "routing.retry_after", "invalid duration 'soon'"),
     ("jwt", 'leeway = "30 seconds"', "jwt.leeway", "invalid duration '30 seconds'"),
     ("limits", 'max_body_bytes = "100MB!"', "limits.max_body_bytes", "invalid size '100MB!'"),
