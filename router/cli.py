@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -59,6 +60,11 @@ def cmd_schema(args) -> int:
 
 def cmd_serve(args) -> int:
     from router.server import serve
+    if args.state_dir:
+        # An environment variable, so that every part of this process (and any process it
+        # starts) finds the same directory; it overrides control.state_dir.
+        from router.control.candidate import STATE_DIR_ENV
+        os.environ[STATE_DIR_ENV] = os.path.abspath(args.state_dir)
     return serve(args.config)
 
 
@@ -78,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the router and its admin API")
     p.add_argument("-c", "--config", required=True)
+    p.add_argument("--state-dir", help="where the last known good config is kept, over control.state_dir "
+                   "(also STAMP_ROUTER_STATE_DIR); found even when the config file cannot be read")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a config: exit 0, or 1 with every error on stderr")

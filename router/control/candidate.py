@@ -25,6 +25,29 @@ from router.control.bulk import iter_object_slices, split_inline_tenants
 from router.core.snapshot import build_snapshot
 
 PROCESS_SECTIONS = ("listen", "admin", "control")
+# Names the state directory over control.state_dir (`serve --state-dir` sets it): the
+# last known good must be found when the config file that names it cannot be read.
+STATE_DIR_ENV = "STAMP_ROUTER_STATE_DIR"
+
+
+def state_dir_override() -> str | None:
+    return os.environ.get(STATE_DIR_ENV) or None
+
+
+def with_state_dir_override(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` with control.state_dir set from STAMP_ROUTER_STATE_DIR, when that is set."""
+    override = state_dir_override()
+    if override is not None:
+        control = doc.get("control")
+        doc["control"] = {**(control if isinstance(control, dict) else {}), "state_dir": override}
+    return doc
+
+
+def default_state_dir(config_path: str) -> str:
+    """Where the state directory is when nothing names it: control.state_dir's default,
+    relative to the config file's directory (the file need not exist)."""
+    given = state_dir_override() or Control.model_fields["state_dir"].default
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_path)), os.path.expanduser(given)))
 
 
 class _Process(BaseModel):
@@ -74,7 +97,12 @@ def read_bootstrap(path: str) -> Bootstrap:
 
 
 def bootstrap_from(path: str, data: bytes) -> Bootstrap:
-    doc = parse_document(data, format_of(path))
+    return bootstrap_of(path, data, parse_document(data, format_of(path)))
+
+
+def bootstrap_of(path: str, data: bytes, doc: dict[str, Any]) -> Bootstrap:
+    """The bootstrap of a parsed document; ConfigError if its sections are not valid."""
+    doc = with_state_dir_override(doc)
     try:
         process = _Process.model_validate(doc)
     except ValidationError as exc:
@@ -127,6 +155,8 @@ def prepare(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool,
             doc.pop(key, None)
             if key in bootstrap.document:
                 doc[key] = bootstrap.document[key]
+    else:
+        with_state_dir_override(doc)
     inline = (split[1], iter_object_slices(split[1])) if split is not None else None
     try:
         valid = validate_document(doc, source=cand.source, base_dir=bootstrap.base_dir,

@@ -160,10 +160,10 @@ class Reloader:
         except ConfigError as exc:
             return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
         phases["swap"] = time.monotonic() - started - phases["validate"] - phases["plan"]
-        self.origin = Origin(digest=valid.digest, version=valid.version)
         result = ReloadResult(APPLIED, cand.kind, version=valid.version, digest=valid.digest,
                               plan=plan, ignored=ignored, phases=phases)
-        self._record(result, started)
+        self._record(result, started)          # with the old origin: it clears the LKG flag
+        self.origin = Origin(digest=valid.digest, version=valid.version)
         self._queue_persist(self._saver(valid), result, whole=True, supersedable=supersedable)
         self.reaper.retire(current, valid)
         return result

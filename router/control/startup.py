@@ -1,6 +1,12 @@
 """Which config the router starts with (static stability at start).
 
-    the local file must parse, with valid [listen], [admin] and [control]   else exit 1
+    the local file cannot be read, does not parse or has invalid [listen], [admin] or
+    [control] (missing, empty, torn, a dangling symlink):
+        an LKG is stored in the state directory   -> the LKG with the process sections it
+                                                     was saved with, flagged
+        otherwise                                 -> exit 1 with the reason
+      The state directory is then STAMP_ROUTER_STATE_DIR (`serve --state-dir`), else
+      control.state_dir's default relative to the config file's directory.
     the configured source (control.url if set, else the file) gives a valid config:
         its content is what the last known good (LKG) was taken from -> the LKG, with
                                                  the pin pushes made since (none lost)
@@ -25,7 +31,8 @@ from typing import Any
 from router.config import ConfigError, ValidConfig, format_of, validate_document
 from router.errors import format_error
 from router.config.load import read_tenants_whole
-from router.control.candidate import PROCESS_SECTIONS, Bootstrap, Candidate, prepare, read_bootstrap, sniff_format
+from router.control.candidate import (PROCESS_SECTIONS, Bootstrap, Candidate, bootstrap_of, default_state_dir, prepare,
+                                      read_bootstrap, sniff_format)
 from router.control.guard import plan_drop
 from router.control.lkg import LkgRecord, LkgStore
 from router.control.pins import apply_op, check_op
@@ -57,12 +64,19 @@ async def choose_start(config_path: str) -> Start:
     # Fingerprints taken before reading: a change made while the router starts is seen
     # by the watcher as a change, not taken as the state already loaded.
     seen = {os.path.abspath(config_path): fingerprint(config_path)}
-    bootstrap = read_bootstrap(config_path)
+    warnings: list[str] = []
+    file_errors = None
+    try:
+        bootstrap = read_bootstrap(config_path)
+        if not bootstrap.data.strip():
+            raise ConfigError([("", f"{bootstrap.path} is empty")])
+    except ConfigError as exc:
+        file_errors = exc.errors
+        bootstrap = _bootstrap_from_lkg(config_path, file_errors, warnings)
     tenants_file = bootstrap.document.get("tenants_file")
     if isinstance(tenants_file, str) and not bootstrap.control.url:
         seen[bootstrap.resolve(tenants_file)] = fingerprint(bootstrap.resolve(tenants_file))
     store = LkgStore(bootstrap.resolve(bootstrap.control.state_dir))
-    warnings: list[str] = []
     kind = "url" if bootstrap.control.url else "file"
 
     etag = body = None
@@ -80,6 +94,8 @@ async def choose_start(config_path: str) -> Start:
                                              sniff_format(fetched.data, fetched.content_type)), bootstrap, overlay=True)
         else:
             errors = [("control.url", f"cannot fetch the config: {fetched.error}")]
+    elif file_errors is not None:
+        errors = file_errors
     else:
         primary, errors = _try(Candidate("file", bootstrap.path, bootstrap.data, format_of(bootstrap.path)),
                                bootstrap, overlay=False)
@@ -87,6 +103,8 @@ async def choose_start(config_path: str) -> Start:
     lkg = None
     try:
         record = store.load()
+        if record is not None and primary is None:
+            bootstrap = _fill_sections(bootstrap, record, warnings)
         lkg = from_record(record, bootstrap) if record is not None else None
     except (ValueError, ConfigError) as exc:
         warnings.append(f"the last known good config in {store.dir} cannot be used: {exc}")
@@ -129,6 +147,43 @@ async def choose_start(config_path: str) -> Start:
             return start(seed, Origin(digest=seed.digest, version=seed.version), failed, persist=True)
         errors = errors + seed_errors
     raise ConfigError(errors)
+
+
+def _bootstrap_from_lkg(config_path: str, file_errors: list, warnings: list[str]) -> Bootstrap:
+    """The bootstrap sections the last known good was saved with, when the local file
+    cannot give any; ConfigError (the file's errors, and where no LKG was found) if none."""
+    state_dir = default_state_dir(config_path)
+    reason = "; ".join(format_error(p, m) for p, m in file_errors[:3])
+    try:
+        record = LkgStore(state_dir).load()
+    except ValueError as exc:
+        raise ConfigError([*file_errors, ("control.state_dir", f"the last known good config cannot be used: {exc}")]) from None
+    if record is None:
+        raise ConfigError([*file_errors, ("control.state_dir", f"no last known good config in {state_dir} to start "
+                                          "from (set --state-dir or STAMP_ROUTER_STATE_DIR if it is elsewhere)")])
+    sections = {k: record.document[k] for k in PROCESS_SECTIONS if k in record.document}
+    sections["control"] = {**sections.get("control", {}), "state_dir": state_dir}    # where it was found
+    try:
+        bootstrap = bootstrap_of(os.path.abspath(config_path), b"", sections)
+    except ConfigError as exc:
+        raise ConfigError([*file_errors, *exc.errors]) from None
+    warnings.append(f"the config file cannot be used ({reason}): the last known good config in {state_dir} "
+                    "gives [listen], [admin] and [control] as they were when it was saved")
+    return bootstrap
+
+
+def _fill_sections(bootstrap: Bootstrap, record: LkgRecord, warnings: list[str]) -> Bootstrap:
+    """A file that gives no valid config may be torn: the process sections it lacks are
+    taken from the last known good rather than from the defaults (another port)."""
+    missing = {k: record.document[k] for k in PROCESS_SECTIONS if k in record.document and k not in bootstrap.document}
+    if not missing:
+        return bootstrap
+    try:
+        filled = bootstrap_of(bootstrap.path, bootstrap.data, {**bootstrap.document, **missing})
+    except ConfigError:
+        return bootstrap
+    warnings.append(f"the config file has no [{'], ['.join(missing)}]: taken from the last known good")
+    return filled
 
 
 def _try(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool):

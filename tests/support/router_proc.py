@@ -66,6 +66,7 @@ class RouterProcess:
         self.stderr_path = tmp_path / "router.stderr"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen | None = None
+        self.args: list[str] = []          # more `serve` arguments (--state-dir)
 
     def write_config(self, doc: dict) -> None:
         if str(self.config_path).endswith(".json"):
@@ -75,7 +76,7 @@ class RouterProcess:
 
     def start(self, wait_ready: bool = True, timeout: float = 20.0) -> RouterProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve", "-c", str(self.config_path)],
+            [sys.executable, "-m", "router", "serve", "-c", str(self.config_path), *self.args],
             stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"), env=self.env)
         if wait_ready:
             wait_until(self._ready, timeout, message=f"router ready (stderr: {self.stderr_path})")
