@@ -32,7 +32,15 @@ def cmd_check(args) -> int:
         return 1
     cfg = valid.config
     print(f"ok: {args.config}: version {valid.version}, {len(cfg.stamps)} stamps, {len(valid.pins)} pins")
+    _print_warnings(valid)
     return 0
+
+
+def _print_warnings(valid) -> None:
+    from router.config.warnings import config_warnings
+    from router.errors import format_error
+    for path, message in config_warnings(valid):
+        print(f"warning: {format_error(path, message)}", file=sys.stderr)
 
 
 def cmd_route(args) -> int:

@@ -30,6 +30,8 @@ class ErrorKind(enum.Enum):
     REQUEST_TIMEOUT = "request_timeout"
     INTERNAL = "internal"
     RATE_LIMITED = "rate_limited"
+    RESIDENCY_UNKNOWN = "residency_unknown"
+    NO_RESIDENCY_STAMP = "no_residency_stamp"
 
 
 STATUS: dict[ErrorKind, int] = {
@@ -43,12 +45,15 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.REQUEST_TIMEOUT: 408,
     ErrorKind.BODY_TOO_LARGE: 413,
     ErrorKind.UNKNOWN_HOST: 421,
+    # RFC 9110 15.5.20: this router cannot answer for the request's residency.
+    ErrorKind.RESIDENCY_UNKNOWN: 421,
     ErrorKind.RATE_LIMITED: 429,
     ErrorKind.HEADERS_TOO_LARGE: 431,
     ErrorKind.INTERNAL: 500,
     ErrorKind.NOT_IMPLEMENTED: 501,
     ErrorKind.UPSTREAM_FAILURE: 502,
     ErrorKind.NO_HEALTHY_STAMP: 503,
+    ErrorKind.NO_RESIDENCY_STAMP: 503,
     ErrorKind.UPSTREAM_TIMEOUT: 504,
 }
 assert set(STATUS) == set(ErrorKind), "every error kind needs a status"

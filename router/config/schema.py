@@ -109,6 +109,7 @@ class Jwt(Section):
     unknown_kid_refetch: Duration = Field(30.0, description="At most one JWKS refetch per this interval on an unknown `kid`.")
     cache_size: int = Field(100000, ge=0, description="Verified tokens kept; 0 turns the cache off.")
     max_token_bytes: int = Field(8192, ge=64, description="Longer bearer tokens are refused without parsing.")
+    residency_claim: str | None = Field(None, min_length=1, description="Claim holding the data residency of the token's tenant (a dotted path reaches into objects), read when `placement.residency_from` lists \"claim\".")
 
 
 class Geo(Section):
@@ -208,6 +209,15 @@ PinEntry = Annotated[Pin, BeforeValidator(_pin_from_str), WithJsonSchema({
 })]
 
 
+ResidencyFrom = Literal["domain", "claim", "geo"]
+
+
+class Placement(Section):
+    residency_from: list[ResidencyFrom] = Field([], description="How a request's data residency is known, tried in order: \"domain\" (domain_residency), \"claim\" (jwt.residency_claim), \"geo\" (the geo header's region). With this or default_residency set, a tenant without a pin is placed only among the active stamps of its request's residency.")
+    default_residency: str | None = Field(None, description="The residency of a request that residency_from says nothing about (this router's own).")
+    domain_residency: dict[str, str] = Field({}, description="Domain -> residency: a request whose Host is the domain or under it has that residency.")
+
+
 class Control(Section):
     url: str | None = Field(None, description="Control-plane URL polled for the config (JSON or TOML).")
     interval: Duration = Field(10.0, gt=0, description="Poll interval.")
@@ -231,6 +241,7 @@ class Config(Section):
     upstream: Upstream = Field(default_factory=Upstream)
     outlier: Outlier = Field(default_factory=Outlier)
     retry: Retry = Field(default_factory=Retry)
+    placement: Placement = Field(default_factory=Placement)
     control: Control = Field(default_factory=Control)
     stamps: list[Stamp] = Field(min_length=1)
     # Pins are validated by router.config.load in one tight loop (a million of them must

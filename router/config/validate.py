@@ -91,7 +91,9 @@ def check_cross_fields(raw: dict) -> Errors:
         target = anonymous[len("stamp:"):]
         if target not in by_name:
             errors.append(("routing.anonymous", f"unknown stamp {target!r}"))
-    if "subdomain" in sources and not _list(routing.get("domains")):
+    # The default sources name "subdomain" too; only a list the config spells out asks for
+    # it, so that a config of stamps alone is valid (subdomain routing needs domains).
+    if "subdomain" in _list(routing.get("sources")) and not _list(routing.get("domains")):
         errors.append(("routing.domains", "\"subdomain\" is in routing.sources but no domain is configured"))
     for j, domain in enumerate(_list(routing.get("domains"))):
         if isinstance(domain, str) and not is_host_name(domain):
@@ -136,6 +138,45 @@ def check_cross_fields(raw: dict) -> Errors:
         errors.append(("geo.default_region", f"no stamp is in region {default_region!r}"))
     if anonymous == "geo" and default_region is None:
         errors.append(("geo.default_region", "required when routing.anonymous = \"geo\" (where unknown countries go)"))
+    errors.extend(check_placement(raw, by_name, sources))
+    return errors
+
+
+def check_placement(raw: dict, by_name: dict[str, dict], sources: list) -> Errors:
+    """[placement]: every way of knowing a request's residency it lists is configured, and
+    every residency it names is one that some stamp has (docs/placement.md)."""
+    errors: Errors = []
+    placement = _dict(raw.get("placement"))
+    order = _list(placement.get("residency_from"))
+    residencies = {residency_of(s) for s in by_name.values()}
+    domains = _dict(placement.get("domain_residency"))
+    for key, residency in domains.items():
+        path = key_path("placement.domain_residency", key)
+        if not is_host_name(key):
+            errors.append((path, f"{key!r} is not a domain name"))
+        elif isinstance(residency, str) and residency not in residencies:
+            errors.append((path, f"no stamp is in residency {residency!r}"))
+    default = placement.get("default_residency")
+    if isinstance(default, str) and default not in residencies:
+        errors.append(("placement.default_residency", f"no stamp is in residency {default!r}"))
+    if "domain" in order and not domains:
+        errors.append(("placement.residency_from", "lists \"domain\" but placement.domain_residency is empty"))
+    if "claim" in order:
+        jwt = _dict(raw.get("jwt"))
+        if "jwt" not in sources:
+            errors.append(("placement.residency_from", "lists \"claim\" but \"jwt\" is not in routing.sources"))
+        elif not jwt.get("residency_claim"):
+            errors.append(("placement.residency_from", "lists \"claim\" but jwt.residency_claim is not set"))
+    if "geo" in order:
+        regions = _dict(_dict(raw.get("geo")).get("regions"))
+        if not regions:
+            errors.append(("placement.residency_from", "lists \"geo\" but geo.regions is empty"))
+        for region in regions:
+            spans = sorted({str(residency_of(s)) for s in by_name.values() if s.get("region") == region})
+            if len(spans) > 1:
+                errors.append((key_path("geo.regions", region),
+                               f"region {region!r} has stamps in residencies {', '.join(map(repr, spans))}, "
+                               "so its countries say no one residency (placement.residency_from lists \"geo\")"))
     return errors
 
 

@@ -1,4 +1,4 @@
-"""decide(): the whole routing decision of design.md section 3, as one pure function.
+"""decide(): the whole routing decision (docs/operations.md, docs/placement.md), as one pure function.
 
 Inputs are the request facts, the current snapshot, a health view and the time; the
 output is a `Decision`. No I/O, no clock, no mutation: the proxy, `/route` and
@@ -58,7 +58,13 @@ def decide(facts: RequestFacts, snap: Snapshot, health: HealthView, now: float,
                                 considered=tuple(steps or ()))
         elif snap.unpinned == "hash":
             reason = HASH
-            name = snap.placement.lookup(tenant)
+            if snap.residency is not None:
+                placed = _place_in_residency(tenant, source, facts, snap, now, steps)
+                if type(placed) is not str:
+                    return placed
+                name = placed
+            else:
+                name = snap.placement.lookup(tenant)
             if name is None:
                 if steps is not None:
                     steps.append(f"{HASH}: no active stamp with weight takes new tenants")
@@ -92,6 +98,38 @@ def decide(facts: RequestFacts, snap: Snapshot, health: HealthView, now: float,
     if backends:
         return forward(tenant, source, name, reason, backends, mode, tuple(steps) if steps else ())
     return _failover(tenant, source, name, reason, mode, stamp, snap, health, steps)
+
+
+def _place_in_residency(tenant: str, source: str | None, facts: RequestFacts, snap: Snapshot, now: float,
+                        steps: list[str] | None) -> str | Decision:
+    """The stamp of an unpinned tenant among the active stamps of its request's residency
+    (router.core.residency), or the refusal."""
+    rule = snap.residency
+    try:
+        found = rule.find(facts, now)
+    except TenantRejected as exc:
+        return Decision(tenant, source, None, HASH, error=exc.kind, message=exc.message,
+                        considered=tuple(steps or ()) + (f"residency: {exc.message}",) if steps is not None else (),
+                        www_authenticate=exc.www_authenticate)
+    residency = found.residency
+    if residency is None or residency not in rule.known:
+        message = (f"no stamp here is in residency {residency!r}" if residency is not None
+                   else "the request does not say its data residency, and placement.default_residency is not set")
+        if steps is not None:
+            steps.append(f"residency: {residency!r} from {found.detail}: no stamp has it" if residency is not None
+                         else f"residency: none found ({', '.join(w.value for w in rule.order) or 'no way listed'})")
+        return Decision(tenant, source, None, HASH, error=ErrorKind.RESIDENCY_UNKNOWN,
+                        message=message, considered=tuple(steps or ()))
+    if steps is not None:
+        steps.append(f"residency: {residency!r} from {found.detail}")
+    name = rule.placements[residency].lookup(tenant)
+    if name is None:
+        if steps is not None:
+            steps.append(f"{HASH}: no active stamp with weight in residency {residency!r}")
+        return Decision(tenant, source, None, HASH, error=ErrorKind.NO_RESIDENCY_STAMP,
+                        message=f"no active stamp of residency {residency!r} takes new tenants",
+                        retry_after=snap.retry_after, considered=tuple(steps or ()))
+    return name
 
 
 def _resolve_explained(src, facts: RequestFacts, now: float, steps: list[str]) -> str | None:

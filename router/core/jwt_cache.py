@@ -37,7 +37,8 @@ class TokenCache:
         if max_entries < 1:
             raise ValueError("a token cache holds at least one entry (cache_size = 0 means no cache)")
         self.max_entries = max_entries
-        self._entries: OrderedDict[bytes, tuple[str, float, str]] = OrderedDict()
+        # tenant, exp, key identity, residency claim (None when not configured or absent)
+        self._entries: OrderedDict[bytes, tuple[str, float, str, str | None]] = OrderedDict()
         # Plain ints: the metrics collector reads them at scrape time, so a hit costs no lock.
         self.hits = 0
         self.misses = 0
@@ -56,9 +57,13 @@ class TokenCache:
         self.misses += 1
         return None
 
-    def put(self, key: bytes, tenant: str, exp: float, ident: str) -> None:
+    def entry(self, key: bytes, now: float, idents: frozenset[str]) -> tuple[str, float, str, str | None] | None:
+        """The whole entry under the rules of get(), for what else the token proved."""
+        return self._entries[key] if self.get(key, now, idents) is not None else None
+
+    def put(self, key: bytes, tenant: str, exp: float, ident: str, residency: str | None = None) -> None:
         entries = self._entries
-        entries[key] = (tenant, exp, ident)
+        entries[key] = (tenant, exp, ident, residency)
         entries.move_to_end(key)
         if len(entries) > self.max_entries:
             entries.popitem(last=False)

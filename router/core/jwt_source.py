@@ -99,7 +99,7 @@ def bearer_token(authorization: str, max_bytes: int) -> str | None:
 class JwtSource:
     name = "jwt"
     __slots__ = ("keys", "cache", "on_unknown_kid", "algorithms", "issuer", "audience", "leeway",
-                 "claim", "claim_path", "max_token_bytes", "__weakref__")
+                 "claim", "max_token_bytes", "residency_claim", "__weakref__")
 
     def __init__(self, cfg: "Jwt", keys: KeyRef, cache: TokenCache | None = None,
                  on_unknown_kid: Callable[[str], None] | None = None) -> None:
@@ -115,8 +115,8 @@ class JwtSource:
         self.audience = None if aud is None else frozenset([aud] if isinstance(aud, str) else aud)
         self.leeway = float(cfg.leeway)
         self.claim = cfg.claim
-        self.claim_path = tuple(cfg.claim.split("."))
         self.max_token_bytes = cfg.max_token_bytes
+        self.residency_claim = cfg.residency_claim
 
     # The hot path: a cached token costs a header split, one hash and one dict lookup.
     def resolve(self, facts: RequestFacts, now: float) -> str | None:
@@ -156,7 +156,30 @@ class JwtSource:
                      f"aud in {sorted(self.audience) if self.audience else None}, claim {self.claim!r}")
         return self._verify(token, now, steps, None)
 
+    def claimed_residency(self, facts: RequestFacts, now: float) -> str | None:
+        """The residency claim of the request's verified token (router.core.residency);
+        None without a token or without the claim. A token that does not verify raises
+        Invalid, as resolve() does."""
+        auth = facts.authorization
+        token = None if auth is None else bearer_token(auth, self.max_token_bytes)
+        if token is None or self.residency_claim is None:
+            return None
+        cache = self.cache
+        key = None
+        if cache is not None:
+            key = cache_key(token)
+            keys = self.keys.current
+            entry = cache.entry(key, now, keys.idents) if keys is not None else None
+            if entry is not None:
+                return entry[3]
+        return self._verified(token, now, None, key)[1]
+
     def _verify(self, token: str, now: float, steps: list[str] | None, key: bytes | None) -> str:
+        return self._verified(token, now, steps, key)[0]
+
+    def _verified(self, token: str, now: float, steps: list[str] | None,
+                  key: bytes | None) -> tuple[str, str | None]:
+        """(tenant, residency claim) of a token that passes every check; else Invalid."""
         if not token.isascii():
             raise Invalid("the token has non-ASCII characters")
         m = _JWS_RE.fullmatch(token)
@@ -220,9 +243,10 @@ class JwtSource:
         exp = self._check_times(claims, now, steps)
         self._check_issuer_audience(claims, steps)
         tenant = self._tenant(claims, steps)
+        residency = self._residency(claims) if self.residency_claim is not None else None
         if key is not None:
-            self.cache.put(key, tenant, exp, verified_by.ident)
-        return tenant
+            self.cache.put(key, tenant, exp, verified_by.ident, residency)
+        return tenant, residency
 
     @staticmethod
     def _check_signature(token: str, split: int, alg: str, signature: bytes,
@@ -281,13 +305,24 @@ class JwtSource:
         if steps is not None:
             steps.append(f"jwt: iss {_shown(claims.get('iss'))}, aud {_shown(aud)}: accepted")
 
-    def _tenant(self, claims: dict, steps: list[str] | None) -> str:
+    @staticmethod
+    def _claim(claims: dict, name: str) -> Any:
         # A literal name first: namespaced claims such as "https://example.com/tenant" hold dots.
-        value = claims.get(self.claim)
-        if value is None and len(self.claim_path) > 1:
+        value = claims.get(name)
+        if value is None and "." in name:
             value = claims
-            for part in self.claim_path:
+            for part in name.split("."):
                 value = value.get(part) if type(value) is dict else None
+        return value
+
+    def _residency(self, claims: dict) -> str | None:
+        value = self._claim(claims, self.residency_claim)
+        if value is not None and (type(value) is not str or not value):
+            raise Invalid(f"claim {self.residency_claim!r} (the residency) is not a non-empty string")
+        return value
+
+    def _tenant(self, claims: dict, steps: list[str] | None) -> str:
+        value = self._claim(claims, self.claim)
         if value is None:
             raise Invalid(f"the token has no claim {self.claim!r}")
         if type(value) is int:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from router.core.hashing import key_hash
 from router.core.placement import Placement, build_placement
+from router.core.residency import ResidencyRule, build_residency_rule
 from router.core.sources import HeaderSource, SubdomainSource, TenantSource
 
 if TYPE_CHECKING:  # the config package imports core.tenant; avoid the cycle at run time
@@ -52,6 +53,7 @@ class Snapshot:
     strict_hosts: bool
     retry_after: int
     jwt_in_sources: bool
+    residency: ResidencyRule | None  # None: unpinned tenants are placed over every active stamp
 
     @property
     def config(self):
@@ -109,6 +111,7 @@ def build_snapshot(valid: "ValidConfig", *, loaded_at: float,
 
     anonymous = cfg.routing.anonymous
     return Snapshot(
+        residency=_residency_rule(cfg, stamps, sources),
         valid=valid, loaded_at=loaded_at, stamps=stamps, pins=valid.pins,
         modes=valid.modes, placement=placement, sources=tuple(sources), subdomain=subdomain,
         unpinned=cfg.routing.unpinned, anonymous=anonymous,
@@ -118,3 +121,25 @@ def build_snapshot(valid: "ValidConfig", *, loaded_at: float,
         strict_hosts=cfg.routing.strict_hosts, retry_after=max(1, round(cfg.routing.retry_after)),
         jwt_in_sources="jwt" in cfg.routing.sources,
     )
+
+
+def _residency_rule(cfg, stamps: Mapping[str, StampView], sources: list) -> ResidencyRule | None:
+    rules = cfg.placement
+    if not rules.residency_from and rules.default_residency is None:
+        return None
+    members: dict[str, list[tuple[str, int]]] = {}
+    region_residencies: dict[str, set[str]] = {}
+    for s in stamps.values():
+        members.setdefault(s.residency, [])
+        region_residencies.setdefault(s.region, set()).add(s.residency)
+        if s.state == "active":
+            members[s.residency].append((s.name, s.weight))
+    claim = next((src for src in sources if src.name == "jwt"), None) if "claim" in rules.residency_from else None
+    return build_residency_rule(
+        order=tuple(rules.residency_from), domains=rules.domain_residency, claim=claim,
+        region_countries={r: tuple(ccs) for r, ccs in cfg.geo.regions.items()},
+        # A region whose stamps span residencies says nothing (the config check refuses it for "geo").
+        region_residency={r: next(iter(rs)) for r, rs in region_residencies.items() if len(rs) == 1},
+        default=rules.default_residency,
+        placements={r: build_placement(tuple(m)) for r, m in members.items()},
+        known=frozenset(members))
