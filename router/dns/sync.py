@@ -3,7 +3,8 @@
 A pass: read the registry (a failure or an empty registry ends the pass, changing
 nothing) -> move the hysteresis on -> compute the desired sets -> read the zone -> plan
 -> check (provider rules, max_change_fraction unless --force) -> apply, which reads the
-writes back. A compare-and-set conflict re-reads the zone and plans again, a few times.
+writes back. A dry run stops before apply and writes nothing anywhere: not the zone, not
+the state file (its hysteresis step is a preview), not the metrics textfile. A compare-and-set conflict re-reads the zone and plans again, a few times.
 
 Every pass ends in one PassResult, whatever went wrong: the loop never dies on a bad
 pass, and metrics and the exit code come from that one value.
@@ -85,11 +86,15 @@ class Updater:
         except OSError as exc:
             log.warning("cannot write state file %s: %s", path, exc)
 
-    def advance(self, registry: Registry) -> frozenset[str]:
-        if self.memory is None:
-            self.memory = self._load_memory()
+    def advance(self, registry: Registry, *, dry_run: bool = False) -> frozenset[str]:
+        memory = self.memory if self.memory is not None else self._load_memory()
         reads = [(s.name, s.dns_healthy) for s in registry.stamps]
-        self.memory = hysteresis.advance(self.memory, reads, self.cfg.sync.remove_after)
+        memory = hysteresis.advance(memory, reads, self.cfg.sync.remove_after)
+        if dry_run:
+            # What the next real pass would publish; its counts are not kept, here or in
+            # state_file, or a few dry runs would remove a stamp before remove_after reads.
+            return hysteresis.published(memory)
+        self.memory = memory
         self._save_memory()
         if self.metrics is not None:
             self.metrics.observe_stamps({n: m.published for n, m in self.memory.items()})
@@ -125,7 +130,7 @@ class Updater:
             log.info("dns sync applied %d changes", len(result.applied))
         if self.metrics is not None:
             self.metrics.observe(result, self.clock())
-            if self.cfg.metrics.textfile:
+            if self.cfg.metrics.textfile and not dry_run:
                 try:
                     self.metrics.write_textfile(self.cfg.metrics.textfile)
                 except OSError as exc:
@@ -134,7 +139,7 @@ class Updater:
 
     async def _pass(self, *, dry_run: bool, force: bool) -> PassResult:
         registry = await self.registry.read()
-        published = self.advance(registry)
+        published = self.advance(registry, dry_run=dry_run)
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             state = await self.provider.read()
             plan = self.plan(registry, published, state)

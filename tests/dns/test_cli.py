@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pathlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -138,3 +139,40 @@ def test_a_dead_registry_exits_1_and_changes_nothing(tmp_path, bind, caplog, uni
         assert main(["dns", "sync", "-c", cfg, "--once"]) == 1
     assert f"registry_error: cannot read registry {url}" in caplog.text
     assert 'stamp_dns_last_sync_result{result="registry_error"} 1.0' in (tmp_path / "metrics.prom").read_text()
+
+
+def _files(*directories, skip=()) -> dict[str, bytes]:
+    out = {}
+    for directory in directories:
+        for path in sorted(pathlib.Path(directory).rglob("*")):
+            if path.is_file() and str(path) not in skip:
+                out[str(path)] = path.read_bytes()
+    return out
+
+
+def test_dry_run_changes_nothing_anywhere(bind, registry, tmp_path, uniq, capsys):
+    """Zone, state file and metrics textfile are byte for byte what they were, and the
+    hysteresis counts a dry run saw do not count for the next real run."""
+    name = f"dry-{uniq}"
+    cfg = write_config(tmp_path, registry.url, bind.address, bind.key_file, name,
+                       remove_after=2, state_file=str(tmp_path / "dns-state.json"))
+    assert main(["dns", "sync", "-c", cfg, "--once"]) == 0
+    all4 = {f"203.0.113.{i}" for i in range(1, 5)}
+    assert answers(bind, name, "A") == all4
+    registry.set_health("eu-1", False)
+
+    before = _files(tmp_path, bind.directory, skip={bind.log_path})
+    soa = answers(bind, ZONE, "SOA")
+    assert {"dns-state.json", "metrics.prom"} <= {pathlib.Path(p).name for p in before}
+    for _ in range(3):
+        assert main(["dns", "sync", "-c", cfg, "--once", "--dry-run"]) == 0
+    assert "- delete" not in capsys.readouterr().out        # eu-1 is counting, still published
+    assert _files(tmp_path, bind.directory, skip={bind.log_path}) == before
+    assert answers(bind, ZONE, "SOA") == soa
+    assert answers(bind, name, "A") == all4
+
+    # The first real run after them is the first unhealthy read: eu-1 stays (remove_after = 2).
+    assert main(["dns", "sync", "-c", cfg, "--once"]) == 0
+    assert answers(bind, name, "A") == all4
+    assert main(["dns", "sync", "-c", cfg, "--once"]) == 0
+    assert answers(bind, name, "A") == all4 - {"203.0.113.1"}
