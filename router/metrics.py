@@ -41,7 +41,7 @@ class StampStats:
 
 
 class ProxyMetrics(Collector):
-    def __init__(self, registry: CollectorRegistry, config_info: Callable[[], dict]) -> None:
+    def __init__(self, registry: CollectorRegistry | None, config_info: Callable[[], dict]) -> None:
         self.stamps: dict[str, StampStats] = {}
         self.upstream_errors: dict[tuple[str, str, str], int] = {}
         self.failovers: dict[tuple[str, str], int] = {}
@@ -50,8 +50,10 @@ class ProxyMetrics(Collector):
         self.in_flight = 0
         self.connections_refused = 0
         self.proxy_protocol_errors = 0
+        self.panic_routed: dict[str, int] = {}
         self._config_info = config_info
-        registry.register(self)
+        if registry is not None:
+            registry.register(self)
 
     def stamp(self, name: str | None) -> StampStats:
         key = name or NO_STAMP
@@ -70,6 +72,41 @@ class ProxyMetrics(Collector):
 
     def rate_limited(self, stamp: str) -> None:
         self.rate_limits[stamp] = self.rate_limits.get(stamp, 0) + 1
+
+    # -- across processes: a worker exports, the supervisor sums -----------------------
+    def export(self, health=None) -> dict:
+        """The counters as plain data, for the supervisor to sum (router.process)."""
+        return {
+            "stamps": {name: [st.codes, st.buckets, st.duration_sum, st.retries] for name, st in self.stamps.items()},
+            "upstream_errors": [[*key, n] for key, n in self.upstream_errors.items()],
+            "failovers": [[*key, n] for key, n in self.failovers.items()],
+            "rate_limits": self.rate_limits,
+            "panic_routed": dict(health.panic_routed) if health is not None else {},
+            "open_connections": self.open_connections, "in_flight": self.in_flight,
+            "connections_refused": self.connections_refused, "proxy_protocol_errors": self.proxy_protocol_errors,
+        }
+
+    def add(self, data: dict, gauges: bool = True) -> None:
+        """Add an export's counters to these (and its gauges, for a worker still running)."""
+        for name, (codes, buckets, duration_sum, retries) in data["stamps"].items():
+            st = self.stamp(name)
+            st.codes = [a + b for a, b in zip(st.codes, codes)]
+            st.buckets = [a + b for a, b in zip(st.buckets, buckets)]
+            st.duration_sum += duration_sum
+            st.retries += retries
+        for *key, n in data["upstream_errors"]:
+            self.upstream_errors[tuple(key)] = self.upstream_errors.get(tuple(key), 0) + n
+        for *key, n in data["failovers"]:
+            self.failovers[tuple(key)] = self.failovers.get(tuple(key), 0) + n
+        for table in ("rate_limits", "panic_routed"):
+            mine = getattr(self, table)
+            for key, n in data[table].items():
+                mine[key] = mine.get(key, 0) + n
+        self.connections_refused += data["connections_refused"]
+        self.proxy_protocol_errors += data["proxy_protocol_errors"]
+        if gauges:
+            self.open_connections += data["open_connections"]
+            self.in_flight += data["in_flight"]
 
     def collect(self) -> Iterator:
         req = CounterMetricFamily("stamp_router_requests", "Requests answered, by stamp and status class.",
@@ -124,3 +161,36 @@ class ProxyMetrics(Collector):
                                     "When the config being served was accepted.", value=info["loaded_at"])
             yield GaugeMetricFamily("stamp_router_config_age_seconds", "Seconds since the config being served was accepted.",
                                     value=max(0.0, time.time() - info["loaded_at"]))
+
+
+class SummedProxyMetrics(Collector):
+    """The data path's metrics of the whole router: every worker's counters summed.
+
+    `latest` holds each running worker's last export (refreshed before a scrape);
+    `retired` the counters of workers gone, so that a total never goes backwards when a
+    worker is replaced. Gauges (open connections, in flight) count running workers only.
+    """
+
+    def __init__(self, registry: CollectorRegistry, config_info: Callable[[], dict]) -> None:
+        self.latest: dict[int, dict] = {}
+        self.retired = ProxyMetrics(None, lambda: {})
+        self._config_info = config_info
+        registry.register(self)
+
+    def update(self, worker: int, data: dict) -> None:
+        self.latest[worker] = data
+
+    def retire(self, worker: int) -> None:
+        data = self.latest.pop(worker, None)
+        if data is not None:
+            self.retired.add(data, gauges=False)
+
+    def total(self) -> ProxyMetrics:
+        total = ProxyMetrics(None, self._config_info)
+        total.add(self.retired.export(self.retired), gauges=False)
+        for data in list(self.latest.values()):
+            total.add(data)
+        return total
+
+    def collect(self) -> Iterator:
+        yield from self.total().collect()

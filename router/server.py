@@ -1,16 +1,25 @@
-"""`stamp-router serve`: wires the core, the proxy, health, JWT keys, the admin API and
-the control plane (config sources, reloads, last known good).
+"""`stamp-router serve`: one supervisor and its worker processes.
 
-The `Router` object owns every long-lived part of one router process. It holds no
-routing state of its own: that is `state.current`, swapped by `apply()`, which only
-router.control's Reloader calls once the router runs.
+The supervisor (`Supervisor` here) does what must happen once per host: the config
+sources, validation, the drop guard and the last known good (router.control), the admin
+API (router.admin), active health probes and the passive ejection decision
+(router.health), JWT key fetching (router.jwt). It opens the listening sockets once and
+forks the workers (router.process), which run the data path (router.proxy) only.
+
+This module wires those parts together; none of them imports it. The control plane sees
+the data path through its port (router.control.port): `snapshot()` and `apply()`, which
+here means: a pin edit, or a config with a small table, is sent to every worker and
+answered once all serve it; a config with a large table forks a new generation of
+workers holding the new snapshot (shared, never copied per worker) and drains the old.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 
@@ -19,42 +28,108 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from router.admin.app import build_app
+from router.admin.common import Admin
 from router.config import ConfigError, ValidConfig
 from router.config.addresses import parse_hostport
+from router.config.schema import Process
+from router.control import ControlPlane, Start, choose_start
+from router.control.lkg import StateDirInUse
+from router.control.port import PinEdit
 from router.core.snapshot import Snapshot, build_snapshot
 from router.health import HealthRegistry
-from router.metrics import ProxyMetrics
-from router.proxy.access_log import AccessLog
-from router.proxy.server import ProxyServer
+from router.metrics import SummedProxyMetrics
+from router.process.listeners import open_listeners
+from router.process import wire
+from router.process.messages import Kind
+from router.process.pool import WorkerPool, WorkersFailed
+from router.process.rate_shares import RateShares
+from router.process.reports import REPORT_INTERVAL, ReportKind
+from router.process.worker import WorkerSpec
 from router.state import RouterState
 
 log = logging.getLogger("stamp_router")
 
+# Seconds a /metrics scrape waits for the workers' counters; a worker slower than that
+# is shown with the counters it reported last (at most about a second old).
+COLLECT_TIMEOUT = 1.0
 
-class Router:
-    def __init__(self, valid: ValidConfig, *, config_path: str | None = None) -> None:
+
+def worker_count(process: Process) -> int:
+    """[process] workers as a number: "auto" is the CPUs this process may run on."""
+    if process.workers == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    return process.workers
+
+
+class Supervisor:
+    def __init__(self, start: Start, listeners: list[socket.socket], *, config_path: str | None = None) -> None:
         self.config_path = config_path
-        self.control = None           # router.control.ControlPlane, set by serve()
+        self.listeners = listeners
         self.shutting_down = False    # SIGTERM received: grace, then drain
         self.registry = CollectorRegistry()
         self.health = HealthRegistry(self.registry)
         self.jwt = self._jwt_runtime()
-        self.initial = valid
+        self.initial: ValidConfig | None = start.valid
         self.state: RouterState | None = None
-        self.proxy: ProxyServer | None = None
+        self._next: Snapshot | None = None          # the snapshot a generation being started serves
+        self.rate_shares = RateShares(lambda pid, shares, forget: self.pool.tell(pid, Kind.SHARES, shares=shares,
+                                                                                  forget=forget))
+        self.metrics = SummedProxyMetrics(self.registry, lambda: self.config_info() if self.state else {})
+        self.pool = WorkerPool(self._worker_spec, {
+            ReportKind.PASSIVE: self._on_passive,
+            ReportKind.COUNTERS: self.metrics.update,
+            ReportKind.DEMAND: self.rate_shares.on_demand,
+            ReportKind.UNKNOWN_KID: self._on_unknown_kid,
+        }, self.metrics.retire, self.registry)
+        self.control = ControlPlane(self, self.registry, start)
         self._admin_runner: web.AppRunner | None = None
-        self.admin_app: web.Application | None = None
+        self._rebalancing: asyncio.Task | None = None
         self.stopping = asyncio.Event()
-        self.extra_readiness: dict[str, callable] = {}
 
     def _jwt_runtime(self):
         try:
             from router.jwt.runtime import JwtRuntime
         except ImportError:
             return None
-        return JwtRuntime(self.registry)
+        return JwtRuntime(self.registry, on_keys=self._keys_changed)
 
-    # -- snapshots ---------------------------------------------------------------------
+    # -- the data path's port (router.control.port) --------------------------------------
+    def snapshot(self) -> Snapshot:
+        return self.state.snapshot
+
+    async def apply(self, valid: ValidConfig, edit: PinEdit | None = None) -> Snapshot:
+        """Validate-then-swap: a config that cannot be built, or whose workers cannot
+        start, changes nothing."""
+        snap = await self.build(valid)
+        before = self.state.snapshot
+        if edit is not None:
+            self.state.swap(snap)
+            # Workers that do not answer are replaced, from this snapshot.
+            await self.pool.ask_all(Kind.PINS, op=edit.op, base=edit.base_version, edits=edit.edits,
+                                    before=before.digest, after=snap.digest, at=snap.loaded_at)
+            return snap
+        if self._sent_whole(valid):
+            self.state.swap(snap)
+            await self.pool.ask_all(Kind.CONFIG, config=wire.dump(valid), at=snap.loaded_at)
+            return snap
+        self._next = snap
+        try:
+            await self.pool.start_generation(worker_count(valid.config.process))
+        except WorkersFailed as exc:
+            raise ConfigError([("", f"the workers for this config did not start: {exc}")]) from None
+        finally:
+            self._next = None
+        self.state.swap(snap)
+        return snap
+
+    def _sent_whole(self, valid: ValidConfig) -> bool:
+        """A full change reaches the workers serving as a message when its table is small,
+        the worker count stays and no JWT key source is involved (the keys live in the
+        supervisor; a worker knows the key sources of its fork); else a new generation is
+        forked. Connections stay open through the first, and are drained by the second."""
+        return (len(valid.pins) < wire.SHARE_BY_FORK and worker_count(valid.config.process) == len(self.pool.slots)
+                and "jwt" not in valid.config.routing.sources)
+
     async def build(self, valid: ValidConfig) -> Snapshot:
         """Everything a config needs before it may serve (keys included), then the snapshot."""
         extra = {}
@@ -65,75 +140,110 @@ class Router:
             raise ConfigError([("routing.sources", "the jwt source is not available in this build")])
         return build_snapshot(valid, loaded_at=time.time(), extra_sources=extra)
 
-    async def apply(self, valid: ValidConfig) -> Snapshot:
-        """Validate-then-swap: a config that cannot be built changes nothing."""
-        snap = await self.build(valid)
-        self.state.swap(snap)
-        return snap
+    # -- workers --------------------------------------------------------------------------
+    def _worker_spec(self, slot: int, generation: int) -> WorkerSpec:
+        snap = self._next if self._next is not None and generation > self.pool.generation else self.state.snapshot
+        cfg = snap.config
+        routable, panic = self.health.routing_view()
+        extra = {"jwt": self.jwt.source_factory} if self.jwt is not None else {}
+        return WorkerSpec(slot=slot, generation=generation, snapshot=snap, listeners=self.listeners,
+                          proxy_protocol=cfg.listen.proxy_protocol, access_log=cfg.admin.access_log,
+                          drain_timeout=cfg.timeouts.drain, workers=worker_count(cfg.process), routable=routable, panic=panic,
+                          extra_sources=extra, jwt=self.jwt, supervisor_pid=os.getpid())
 
+    def _health_changed(self) -> None:
+        routable, panic = self.health.routing_view()
+        self.pool.broadcast(Kind.HEALTH, routable=routable, panic=panic)
+
+    def _keys_changed(self, holder) -> None:
+        self.pool.broadcast(Kind.KEYS, holder=holder.label, keys=wire.dump_keys(holder.keyref.current))
+
+    def _on_unknown_kid(self, worker: int, labels: list[str]) -> None:
+        if self.jwt is not None:
+            self.jwt.refetch(labels)
+
+    def _on_passive(self, worker: int, outcomes) -> None:
+        for backend, ok, kind in outcomes:
+            self.health.outcome(backend, ok, kind)
+
+    async def _rebalance(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL)
+            self.rate_shares.rebalance([p.pid for p in self.pool.current()])
+
+    async def refresh_counters(self) -> None:
+        answers = await self.pool.ask_all(Kind.COLLECT, timeout=COLLECT_TIMEOUT)
+        for pid, answer in answers.items():
+            self.metrics.update(pid, answer["counters"])
+        self.health.panic_routed = self.metrics.total().panic_routed
+
+    # -- what the admin API shows ---------------------------------------------------------
     def config_info(self) -> dict:
         snap = self.state.snapshot
         info = {"version": snap.version, "digest": snap.digest, "source": snap.valid.source,
                 "loaded_at": snap.loaded_at, "stamps": len(snap.stamps), "pins": len(snap.pins)}
-        if self.control is not None:
-            status = self.control.status()
-            info.update(lkg=status["lkg"], local_edits=status["local_edits"], last_reload=status.get("last_reload"))
+        status = self.control.status()
+        info.update(lkg=status["lkg"], local_edits=status["local_edits"], last_reload=status.get("last_reload"))
         return info
 
     def readiness(self) -> dict:
         # Serving the last known good is ready (static stability); `lkg` says it is a fallback.
         config = {"ok": self.state is not None}
-        if self.control is not None and self.state is not None:
+        if self.state is not None:
             config.update(self.control.status())
         jwt = {"ok": self.jwt is None or self.jwt.ready}
         if self.jwt is not None:
             jwt["status"] = self.jwt.status()
-        checks = {
+        return {
             "config": config,
             "health": {"ok": bool(self.health.first_round_done)},
             "jwt_keys": jwt,
+            "workers": self.pool.status(),
             # A draining router says so, so that a load balancer stops sending it traffic.
             "serving": {"ok": not self.shutting_down},
         }
-        for name, check in self.extra_readiness.items():
-            checks[name] = check()
-        return checks
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         valid, self.initial = self.initial, None    # a reload must be able to free it
         snap = await self.build(valid)
         self.state = RouterState(snap, self.health)
+        self.health.on_change = self._health_changed
         cfg = valid.config
-        metrics = ProxyMetrics(self.registry, lambda: self.config_info() if self.state else {})
-        self.proxy = ProxyServer(self.state, metrics, AccessLog() if cfg.admin.access_log else None)
-        host, port = parse_hostport(cfg.listen.http)
-        await self.proxy.start(host, port, cfg.listen.backlog, cfg.listen.reuse_port, cfg.listen.proxy_protocol)
-        self.admin_app = build_app(self)
-        if self.control is not None:
-            self.control.install(self.admin_app)
-        self._admin_runner = web.AppRunner(self.admin_app, access_log=None, handle_signals=False)
+        count = worker_count(cfg.process)
+        cpus = len(os.sched_getaffinity(0))
+        if count > cpus:
+            log.warning("process.workers is %d, more than the %d CPUs this process may run on: "
+                        "workers will share CPUs", count, cpus)
+        admin = Admin(control=self.control, health=self.health, snapshot=self.snapshot, registry=self.registry,
+                      readiness=self.readiness, config_info=self.config_info, refresh_counters=self.refresh_counters)
+        self._admin_runner = web.AppRunner(build_app(admin), access_log=None, handle_signals=False)
         await self._admin_runner.setup()
         ahost, aport = parse_hostport(cfg.admin.listen)
         await web.TCPSite(self._admin_runner, ahost, aport, reuse_address=True).start()
         await self.health.start()
-        if self.control is not None:
-            await self.control.start()
-        log.info("serving on %s, admin on %s, config %s", cfg.listen.http, cfg.admin.listen, snap.version)
+        await self.pool.start_generation(count)
+        await self.control.start()
+        self._rebalancing = asyncio.get_running_loop().create_task(self._rebalance())
+        log.info("serving on %s with %d worker(s), admin on %s, config %s", cfg.listen.http, count,
+                 cfg.admin.listen, snap.version)
 
     async def stop(self) -> None:
         cfg = self.state.snapshot.config
         self.shutting_down = True          # /readyz turns 503 from here on
         if cfg.timeouts.grace > 0:
             await asyncio.sleep(cfg.timeouts.grace)
-        if self.control is not None:
-            await self.control.close()
-        await self.proxy.drain(cfg.timeouts.drain)
+        await self.control.close()
+        if self._rebalancing is not None:
+            self._rebalancing.cancel()
+        await self.pool.stop(cfg.timeouts.drain + 5.0)
         await self.health.close()
         if self.jwt is not None:
             await self.jwt.close()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
+        for sock in self.listeners:
+            sock.close()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -141,11 +251,15 @@ class Router:
         # SIGTERM) as soon as the admin listener is up.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        if self.control is not None:      # SIGHUP's default action would end the process
-            loop.add_signal_handler(signal.SIGHUP, self.control.on_sighup)
-        await self.start()
-        print(f"stamp-router: ready, proxy {self.state.snapshot.config.listen.http}, "
-              f"admin {self.state.snapshot.config.admin.listen}", file=sys.stderr, flush=True)
+        loop.add_signal_handler(signal.SIGHUP, self.control.on_sighup)   # its default would end the process
+        try:
+            await self.start()
+        except WorkersFailed as exc:
+            print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
+            await self.pool.stop(5.0)
+            return 1
+        cfg = self.state.snapshot.config
+        print(f"stamp-router: ready, proxy {cfg.listen.http}, admin {cfg.admin.listen}", file=sys.stderr, flush=True)
         await self.stopping.wait()
         print("stamp-router: draining", file=sys.stderr, flush=True)
         await self.stop()
@@ -159,39 +273,43 @@ def _print_errors(exc: ConfigError) -> None:
 def serve(config_path: str) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from router.control import ControlPlane, choose_start
-    from router.control.lkg import StateDirInUse
     uvloop.install()
+    return asyncio.run(run_config(config_path))
 
-    async def main() -> int:
-        # The start config may come from the control plane or the last known good
-        # (router.control.startup); exit 1 only when there is nothing valid to serve.
-        try:
-            start = await choose_start(config_path)
-        except ConfigError as exc:
-            _print_errors(exc)
-            return 1
-        # Before any listener is bound: a second router on the same state_dir must go
-        # before it accepts a connection it would then reset.
-        try:
-            unlocked = start.store.hold()
-        except StateDirInUse as exc:
-            _print_errors(ConfigError([("control.state_dir", str(exc))]))
-            return 1
-        if unlocked:
-            start.warnings.append(unlocked)
-        for warning in start.warnings:
-            log.warning("%s", warning)
-        router = Router(start.valid, config_path=config_path)
-        router.control = ControlPlane(router, start)
-        del start      # it holds the first config: a reload must be able to free that
-        try:
-            return await router.run()
-        except ConfigError as exc:
-            _print_errors(exc)
-            return 1
-        except OSError as exc:
-            print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
-            return 1
 
-    return asyncio.run(main())
+async def run_config(config_path: str) -> int:
+    """The router for a config file, until it is stopped: the exit status."""
+    # The start config may come from the control plane or the last known good
+    # (router.control.startup); exit 1 only when there is nothing valid to serve.
+    try:
+        start = await choose_start(config_path)
+    except ConfigError as exc:
+        _print_errors(exc)
+        return 1
+    # Before any listener is bound: a second router on the same state_dir must go
+    # before it accepts a connection it would then reset.
+    try:
+        unlocked = start.store.hold()
+    except StateDirInUse as exc:
+        _print_errors(ConfigError([("control.state_dir", str(exc))]))
+        return 1
+    if unlocked:
+        start.warnings.append(unlocked)
+    for warning in start.warnings:
+        log.warning("%s", warning)
+    listen = start.valid.config.listen
+    try:
+        listeners = open_listeners(listen.http, listen.backlog, listen.reuse_port)
+    except OSError as exc:
+        print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
+        return 1
+    supervisor = Supervisor(start, listeners, config_path=config_path)
+    del start      # it holds the first config: a reload must be able to free that
+    try:
+        return await supervisor.run()
+    except ConfigError as exc:
+        _print_errors(exc)
+        return 1
+    except OSError as exc:
+        print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
+        return 1

@@ -68,7 +68,23 @@ class Listen(Section):
     forwarded_proto: Literal["http", "https"] = Field("http", description="X-Forwarded-Proto sent upstream: the scheme clients used to reach what is in front of the router (\"https\" when a load balancer in front ends TLS). A trusted proxy's own X-Forwarded-Proto wins.")
     trusted_proxies: list[IpNetwork] = Field([], description="Addresses or CIDR networks of the proxies in front (load balancers). From them, X-Forwarded-Proto is kept and the client address (geo placement, the access log) is read from X-Forwarded-For; from anyone else, neither.")
     proxy_protocol: bool = Field(False, description="Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's send-proxy or an AWS NLB sends it), which gives the client address; a connection without a valid one is closed. Only for a listener that nothing but the balancer can reach.")
-    reuse_port: bool = Field(False, description="Bind the proxy listener with SO_REUSEPORT, so that several routers on one host share its port: one per core, or a replacement started before the old one drains. Each needs its own admin.listen and control.state_dir.")
+    reuse_port: bool = Field(False, description="Bind the proxy listener with SO_REUSEPORT, so that a second, independent router can share its port (another version side by side); the workers of one router share its listener without it. Each router needs its own admin.listen and control.state_dir.")
+
+
+def _check_workers(value: Any) -> Any:
+    if value == "auto" or (type(value) is int and value >= 1):
+        return value
+    raise ValueError(f'workers is "auto" (one per CPU this process may run on) or a whole number >= 1, not {value!r}')
+
+
+Workers = Annotated[Literal["auto"] | int, BeforeValidator(_check_workers), WithJsonSchema({
+    "anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}],
+    "description": "Worker processes: \"auto\" (one per CPU this process may run on) or a number >= 1.",
+})]
+
+
+class Process(Section):
+    workers: Workers = Field("auto", description="Worker processes serving the data path: \"auto\" is one per CPU this process may run on (os.sched_getaffinity); a number >= 1 is that many (more than the CPUs is allowed, with a warning). The supervisor holds the admin API, config sources and health probes.")
 
 
 class Admin(Section):
@@ -243,6 +259,7 @@ class Config(Section):
     retry: Retry = Field(default_factory=Retry)
     placement: Placement = Field(default_factory=Placement)
     control: Control = Field(default_factory=Control)
+    process: Process = Field(default_factory=Process)
     stamps: list[Stamp] = Field(min_length=1)
     # Pins are validated by router.config.load in one tight loop (a million of them must
     # validate in well under a second); the model keeps the field for the JSON Schema.

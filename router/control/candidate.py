@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from router.config import ConfigError, ValidConfig, format_of, parse_document, validate_document
 from router.config.load import loc_to_path
-from router.config.schema import Admin, Control, Listen
+from router.config.schema import Admin, Control, Listen, Process
 from router.control.bulk import iter_object_slices, split_inline_tenants
 from router.core.snapshot import build_snapshot
 
-PROCESS_SECTIONS = ("listen", "admin", "control")
+PROCESS_SECTIONS = ("listen", "admin", "control", "process")
 # Names the state directory over control.state_dir (`serve --state-dir` sets it): the
 # last known good must be found when the config file that names it cannot be read.
 STATE_DIR_ENV = "STAMP_ROUTER_STATE_DIR"
@@ -55,6 +55,7 @@ class _Process(BaseModel):
     listen: Listen = Field(default_factory=Listen)
     admin: Admin = Field(default_factory=Admin)
     control: Control = Field(default_factory=Control)
+    process: Process = Field(default_factory=Process)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Bootstrap:
     listen: Listen
     admin: Admin
     control: Control
+    process: Process
 
     @property
     def base_dir(self) -> str:
@@ -109,7 +111,7 @@ def bootstrap_of(path: str, data: bytes, doc: dict[str, Any]) -> Bootstrap:
         raise ConfigError([(loc_to_path(e["loc"]), e["msg"].removeprefix("Value error, "))
                            for e in exc.errors(include_url=False)]) from None
     return Bootstrap(path=path, data=data, document=doc, listen=process.listen,
-                     admin=process.admin, control=process.control)
+                     admin=process.admin, control=process.control, process=process.process)
 
 
 @dataclass(frozen=True)

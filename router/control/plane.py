@@ -2,9 +2,9 @@
 
 Sources, any of them together, all through Reloader:
 - the config file, watched (and re-read on SIGHUP). Without control.url it is the whole
-  config; with one it supplies only the bootstrap sections ([listen], [admin], [control]).
+  config; with one it supplies only the bootstrap sections ([listen], [admin], [control], [process]).
 - the control-plane URL, polled with If-None-Match, backing off while it fails.
-- admin pushes: PUT /config, PUT/DELETE /tenants/{id} (router.control.admin_routes).
+- admin pushes: PUT /config, PUT/DELETE /tenants/{id} (router.admin.writes).
 
 The last source to answer with a new config wins. A source repeating what it said before
 changes nothing, so pushes stay until the file or the control plane changes.
@@ -16,24 +16,21 @@ import asyncio
 import dataclasses
 import logging
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Coroutine
+from typing import Any, Coroutine
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from router.config import ConfigError, format_of
 from router.config.validate import _loopback_host
-from router.control import admin_routes
 from router.control.candidate import Bootstrap, Candidate, bootstrap_from, sniff_format
 from router.control.metrics import ControlMetrics
 from router.control.foreground import Foreground
+from router.control.port import DataPath
 from router.control.reaper import Reaper
 from router.control.reloader import INVALID, UNCHANGED, Reloader, ReloadResult
 from router.control.sources import Fetched, FileWatcher, HttpPoller
 from router.control.startup import Start, read_token
-
-if TYPE_CHECKING:
-    from router.server import Router
 
 log = logging.getLogger("stamp_router.control")
 
@@ -43,14 +40,13 @@ RESTART_FIELDS = (("listen", "http"), ("listen", "backlog"), ("listen", "reuse_p
 
 
 class ControlPlane:
-    def __init__(self, router: Router, start: Start) -> None:
-        self.router = router
+    def __init__(self, data_path: DataPath, registry: CollectorRegistry, start: Start) -> None:
         self.bootstrap: Bootstrap = start.bootstrap
-        self.metrics = ControlMetrics(router.registry)
+        self.metrics = ControlMetrics(registry)
         self._tasks: set[asyncio.Task] = set()
         self._started = self._sighup_pending = False
         self.reaper = Reaper(self.spawn, Foreground())
-        self.reloader = Reloader(router, start.store, self.metrics, lambda: self.bootstrap, self.reaper)
+        self.reloader = Reloader(data_path, start.store, self.metrics, lambda: self.bootstrap, self.reaper)
         self.reloader.origin = start.origin
         self.reloader.last = start.last
         self.metrics.lkg_in_use.set(1 if start.origin.lkg else 0)
@@ -82,9 +78,6 @@ class ControlPlane:
         return task
 
     # -- lifecycle ---------------------------------------------------------------------
-    def install(self, app: web.Application) -> None:
-        admin_routes.install(app)
-
     async def start(self) -> None:
         self._started = True
         if self._sighup_pending:
@@ -151,7 +144,7 @@ class ControlPlane:
             return ReloadResult(UNCHANGED, "file")
         current = self.reloader.current
         config = current.config.model_copy(update={"listen": bootstrap.listen, "admin": bootstrap.admin,
-                                                   "control": bootstrap.control})
+                                                   "control": bootstrap.control, "process": bootstrap.process})
         valid = dataclasses.replace(current, config=config,
                                     document=MappingProxyType({**current.document, **bootstrap.sections}))
         result = await self.reloader.rebase(valid, "file")

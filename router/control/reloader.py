@@ -1,11 +1,12 @@
 """One way in for every config change: plan, check, apply (style.md point 7).
 
-`submit(candidate)` and `edit_pin(op)` are the only paths to `Router.apply`. Each one:
+`submit(candidate)` and `edit_pin(op)` are the only paths to the data path's `apply`
+(router.control.port). Each one:
 
 1. validates the candidate in full, in a worker thread, so the loop keeps serving (a
    million-pin table is parsed and checked in slices: router.control.bulk);
 2. plans the drop (router.control.guard) and refuses too much unless forced;
-3. builds the snapshot and swaps it (Router.apply): requests already decided finish on
+3. builds the snapshot and swaps it (DataPath.apply): requests already decided finish on
    the snapshot they began with; pools and health carry over for backends that stay;
 4. persists the accepted config as the last known good, and retires the old tables.
 
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from router.config import ConfigError, ValidConfig
 from router.errors import format_error
@@ -34,10 +35,8 @@ from router.control.guard import DropPlan, plan_drop
 from router.control.lkg import JOURNAL_COMPACT, LkgStore, lkg_meta
 from router.control.metrics import ControlMetrics
 from router.control.pins import apply_op, check_op, deletes, is_noop
+from router.control.port import DataPath, PinEdit
 from router.control.reaper import Reaper
-
-if TYPE_CHECKING:
-    from router.server import Router
 
 log = logging.getLogger("stamp_router.control")
 
@@ -81,7 +80,7 @@ class ReloadResult:
             out["phases"] = {k: round(v, 4) for k, v in self.phases.items()}
         if self.ignored:
             out["ignored_sections"] = self.ignored
-            out["note"] = "listen, admin and control come from the local config file"
+            out["note"] = "listen, admin, control and process come from the local config file"
         return out
 
     def summary(self) -> str:
@@ -103,9 +102,9 @@ class Origin:
 
 
 class Reloader:
-    def __init__(self, router: Router, store: LkgStore | None, metrics: ControlMetrics,
+    def __init__(self, data_path: DataPath, store: LkgStore | None, metrics: ControlMetrics,
                  bootstrap: Callable[[], Bootstrap], reaper: Reaper) -> None:
-        self.router = router
+        self.data_path = data_path
         self.store = store
         self.metrics = metrics
         self._bootstrap = bootstrap
@@ -120,7 +119,7 @@ class Reloader:
 
     @property
     def current(self) -> ValidConfig:
-        return self.router.state.snapshot.valid
+        return self.data_path.snapshot().valid
 
     @property
     def settings(self) -> Control:
@@ -156,7 +155,7 @@ class Reloader:
         if plan.unsafe and not cand.force:
             return self.refuse(ReloadResult(UNSAFE, cand.kind, plan=plan, ignored=ignored, phases=phases), started)
         try:
-            await self.router.apply(valid)
+            await self.data_path.apply(valid)
         except ConfigError as exc:
             return self.refuse(ReloadResult(INVALID, cand.kind, errors=exc.errors), started)
         phases["swap"] = time.monotonic() - started - phases["validate"] - phases["plan"]
@@ -174,7 +173,7 @@ class Reloader:
         async with self._lock:
             started = time.monotonic()
             try:
-                await self.router.apply(valid)
+                await self.data_path.apply(valid)
             except ConfigError as exc:
                 return self.refuse(ReloadResult(INVALID, source, errors=exc.errors), started)
             return self._record(ReloadResult(APPLIED, source, version=valid.version, digest=valid.digest), started)
@@ -208,7 +207,7 @@ class Reloader:
             if plan.unsafe and not force:
                 return self.refuse(ReloadResult(UNSAFE, "pin", plan=plan), started)
         try:
-            await self.router.apply(valid)
+            await self.data_path.apply(valid, PinEdit(op, base, origin.edits + 1))
         except ConfigError as exc:
             return self.refuse(ReloadResult(INVALID, "pin", errors=exc.errors), started)
         origin.edits += 1

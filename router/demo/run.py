@@ -8,13 +8,14 @@ import tempfile
 import tomllib
 from importlib import resources
 
+import orjson
 import uvloop
 from aiohttp import web
 
 from router.config import validate_document
 from router.demo.stamp_app import build_stamp_app
 from router.errors import ConfigError
-from router.server import Router
+from router.server import run_config
 
 
 def demo_document(port: int, admin_port: int, base_port: int) -> dict:
@@ -31,6 +32,8 @@ async def _run(args) -> int:
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="stamp-router-demo-")
     os.makedirs(data_dir, exist_ok=True)
     doc = demo_document(args.port, args.admin_port, args.base_port)
+    doc["control"] = {**doc.get("control", {}), "state_dir": os.path.join(data_dir, "state")}
+    config_path = os.path.join(data_dir, "router.json")
     try:
         valid = validate_document(doc, source="embedded demo", base_dir=data_dir)
     except ConfigError as exc:
@@ -44,7 +47,8 @@ async def _run(args) -> int:
         host, _, port = stamp.backends[0].rpartition(":")
         await web.TCPSite(runner, host, int(port)).start()
         runners.append(runner)
-    router = Router(valid)
+    with open(config_path, "wb") as fh:
+        fh.write(orjson.dumps(doc))
     p, a = args.port, args.admin_port
     print(f"""stamp-router demo: three stamps behind the router (data in {data_dir})
   stamps: {', '.join(f'{s.name} ({s.region}) on {s.backends[0]}' for s in valid.config.stamps)}
@@ -60,7 +64,7 @@ Try:
   curl -s http://127.0.0.1:{a}/metrics | grep stamp_router_requests
 Ctrl-C stops everything.""", flush=True)
     try:
-        return await router.run()
+        return await run_config(config_path)
     finally:
         for runner in runners:
             await runner.cleanup()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
@@ -31,16 +32,34 @@ log = logging.getLogger("router.health")
 FIRST_ROUND_GRACE = 2.0
 
 
-class HealthRegistry:
+class RoutingView:
+    """What the data path routes by (stamp -> routable backends) and the count of requests
+    routed to stamps in panic; the registry computes it, a worker holds a copy
+    (router.process.health)."""
+
+    def __init__(self, routable: dict[str, tuple[str, ...]], panic_by_backend: dict[str, tuple[str, ...]]) -> None:
+        self._routable = routable
+        self._panic_by_backend = panic_by_backend
+        self.panic_routed: dict[str, int] = {}
+
+    # -- HealthView --------------------------------------------------------------
+    def healthy_backends(self, stamp: StampView) -> tuple[str, ...]:
+        return self._routable.get(stamp.name, stamp.backends)
+
+    def _count_panic(self, backend: str) -> None:
+        if self._panic_by_backend:
+            for name in self._panic_by_backend.get(backend, ()):
+                self.panic_routed[name] = self.panic_routed.get(name, 0) + 1
+
+
+class HealthRegistry(RoutingView):
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._routable: dict[str, tuple[str, ...]] = {}
+        super().__init__({}, {})
         self.stamps: dict[str, StampView] = {}
         self.states: dict[str, BackendHealth] = {}
         self.panic: set[str] = set()
-        self.panic_routed: dict[str, int] = {}
         self.ejections_total: dict[tuple[str, str], int] = {}
         self.changes_total: dict[tuple[str, str], int] = {}
-        self._panic_by_backend: dict[str, tuple[str, ...]] = {}
         self._owners: dict[str, tuple[str, ...]] = {}
         self._probe_limits: dict[str, ProbeLimits] = {}
         self._targets: dict[str, ProbeSpec] = {}
@@ -51,18 +70,18 @@ class HealthRegistry:
         self._prober = Prober(self._on_probe)
         self._started = False
         self.first_round_done = False
+        # Called after every change of what is routable (router.process tells the workers).
+        self.on_change: Callable[[], None] | None = None
         self.metrics = HealthMetrics(self, registry)
-
-    # -- HealthView --------------------------------------------------------------
-    def healthy_backends(self, stamp: StampView) -> tuple[str, ...]:
-        return self._routable.get(stamp.name, stamp.backends)
 
     # -- fed by the proxy (passive signals) ----------------------------------------
     def report(self, backend: str, ok: bool, kind: str = "") -> None:
         """An outcome of live traffic: ok, or a connect failure / timeout / reset / 5xx."""
-        if self._panic_by_backend:
-            for name in self._panic_by_backend.get(backend, ()):
-                self.panic_routed[name] = self.panic_routed.get(name, 0) + 1
+        self._count_panic(backend)
+        self.outcome(backend, ok, kind)
+
+    def outcome(self, backend: str, ok: bool, kind: str = "") -> None:
+        """An outcome of live traffic, already counted where it happened (a worker's report)."""
         h = self.states.get(backend)
         if h is None or (ok and h.passive_failures == 0):
             return
@@ -139,6 +158,12 @@ class HealthRegistry:
             key = (name, backend)
             self.changes_total[key] = self.changes_total.get(key, 0) + 1
         self._recompute(owners)
+        if self.on_change is not None:
+            self.on_change()
+
+    def routing_view(self) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+        """What a worker routes by: stamp -> routable backends, backend -> stamps in panic."""
+        return dict(self._routable), dict(self._panic_by_backend)
 
     def _recompute(self, names) -> None:
         panic_before = set(self.panic)
@@ -206,6 +231,8 @@ class HealthRegistry:
         self._index_panic()             # a stamp still in panic may list other backends now
         if self._started:
             self._prober.set_targets(targets)
+        if self.on_change is not None:
+            self.on_change()
 
     async def start(self) -> None:
         self._started = True

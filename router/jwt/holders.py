@@ -65,6 +65,10 @@ class KeyHolder:
         self._last_kid_refetch: float | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        # Told of every new key set (the supervisor sends it to its workers); and what an
+        # unknown kid wakes (in a worker: a message asking the supervisor to refetch).
+        self.on_keys: Callable[[KeyHolder], None] | None = None
+        self.wake: Callable[[], None] = self._wake.set
 
     # -- what subclasses provide
 
@@ -92,6 +96,13 @@ class KeyHolder:
     def start(self, tasks: Tasks) -> None:
         if self._task is None:
             self._task = tasks.spawn(self._run(), name=f"jwt keys: {self.label}")
+
+    def verify_only(self, wake: Callable[[], None]) -> None:
+        """In a forked worker: the refresher task is the supervisor's (never cancel it from
+        here), and an unknown kid calls `wake`, which asks the supervisor."""
+        self._task = None
+        self.on_keys = None
+        self.wake = wake
 
     def stop(self) -> None:
         if self._task is not None:
@@ -126,6 +137,8 @@ class KeyHolder:
                 self._succeeded("not_modified")
         else:
             self.keyref.current = result
+            if self.on_keys is not None:
+                self.on_keys(self)
             self.metrics.keys.labels(self.label).set(len(result.keys))
             self._succeeded("ok")
             for reason in result.skipped:
@@ -163,7 +176,7 @@ class KeyHolder:
             return
         self._last_kid_refetch = now
         self.metrics.refetches.labels(self.label).inc()
-        self._wake.set()
+        self.wake()
 
     def status(self) -> dict:
         keys = self.keyref.current

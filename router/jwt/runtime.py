@@ -21,14 +21,16 @@ Only configs with "jwt" in routing.sources need keys: for any other, prepare() i
 
 from __future__ import annotations
 
+import functools
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import aiohttp
 import orjson
 from prometheus_client import CollectorRegistry
 
 from router.core.jwt_cache import TokenCache
+from router.core.jwt_keys import KeySet
 from router.core.jwt_source import JwtSource
 from router.core.sources import TenantSource
 from router.errors import ConfigError
@@ -60,7 +62,9 @@ def holder_id(valid: "ValidConfig", jwt: "Jwt") -> HolderId:
 
 
 class JwtRuntime:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry,
+                 on_keys: Callable[[KeyHolder], None] | None = None) -> None:
+        self._on_keys = on_keys                   # every new key set of any holder
         self._tasks = Tasks()
         self._holders: dict[HolderId, KeyHolder] = {}
         self._users: dict[HolderId, int] = {}
@@ -157,8 +161,32 @@ class JwtRuntime:
             if self._session is None:
                 self._session = aiohttp.ClientSession(headers={"User-Agent": "stamp-router"})
             state_dir = resolve_path(valid, valid.config.control.state_dir)
-            return JwksManager(hid[1], jwt, self.metrics, self._session, state_dir=state_dir)
-        return FileKeys(hid[0], hid[1], jwt, self.metrics)
+            holder: KeyHolder = JwksManager(hid[1], jwt, self.metrics, self._session, state_dir=state_dir)
+        else:
+            holder = FileKeys(hid[0], hid[1], jwt, self.metrics)
+        holder.on_keys = self._on_keys
+        return holder
+
+    # -- in a worker process (router.process.worker): the supervisor fetches the keys
+
+    def serve_in_worker(self, wake: Callable[[str], None]) -> None:
+        """This copy of the runtime, inherited across fork, only verifies: the refreshers
+        belong to the supervisor's loop, and an unknown kid asks the supervisor (wake(label))."""
+        for holder in self._holders.values():
+            holder.verify_only(functools.partial(wake, holder.label))
+
+    def refetch(self, labels: list[str]) -> None:
+        """A worker saw an unknown kid for these holders: wake their refreshers (each
+        still refetches at most once per unknown_kid_refetch)."""
+        for holder in self._holders.values():
+            if holder.label in labels:
+                holder.on_unknown_kid("")
+
+    def set_keys(self, label: str, keys: KeySet) -> None:
+        """New keys for the holder of that label, fetched by the supervisor."""
+        for holder in self._holders.values():
+            if holder.label == label:
+                holder.keyref.current = keys
 
     def _cache_for(self, jwt: "Jwt", hid: HolderId) -> TokenCache | None:
         if jwt.cache_size == 0:

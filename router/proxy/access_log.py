@@ -2,13 +2,20 @@
 
 Lines are buffered and flushed by the server's sweep (or when the buffer is large), so
 a request never waits on a write to stdout.
+
+Every worker writes to the same stdout. Each write(2) carries whole lines and at most
+PIPE_BUF bytes, which POSIX makes atomic on a pipe, so the lines of all workers reach
+the stream whole (a single line longer than PIPE_BUF goes in a write of its own; on a
+pipe it could then interleave with another worker's). A regular file opened for append
+takes each write whole at any size.
 """
 
 from __future__ import annotations
 
-import sys
+import os
+import select
 import time
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -16,11 +23,12 @@ if TYPE_CHECKING:
     from router.proxy.exchange import Exchange
 
 FLUSH_BYTES = 64 * 1024
+PIPE_BUF = select.PIPE_BUF
 
 
 class AccessLog:
-    def __init__(self, out: IO[bytes] | None = None) -> None:
-        self.out = out or sys.stdout.buffer
+    def __init__(self, fd: int = 1) -> None:
+        self.fd = fd
         self.buf: list[bytes] = []
         self.size = 0
 
@@ -49,12 +57,26 @@ class AccessLog:
             self.flush()
 
     def flush(self) -> None:
-        if self.buf:
-            data = b"".join(self.buf)
-            self.buf.clear()
-            self.size = 0
-            try:
-                self.out.write(data)
-                self.out.flush()
-            except (OSError, ValueError):
-                pass  # a closed stdout must not take the data path down
+        if not self.buf:
+            return
+        lines, self.buf, self.size = self.buf, [], 0
+        chunk: list[bytes] = []
+        size = 0
+        try:
+            for line in lines:
+                if chunk and size + len(line) > PIPE_BUF:
+                    _write_all(self.fd, b"".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            if chunk:
+                _write_all(self.fd, b"".join(chunk))
+        except OSError:
+            pass  # a closed stdout must not take the data path down
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # A blocking stdout takes a write of PIPE_BUF or less whole; a short write is only
+    # possible beyond that (one long line), and then the rest follows.
+    while data:
+        data = data[os.write(fd, data):]

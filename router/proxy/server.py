@@ -4,7 +4,6 @@ of the data path (pools, counters, the deadline sweep, graceful drain)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 from typing import Coroutine
 
@@ -17,11 +16,11 @@ from router.state import RouterState
 
 # How often deadlines are checked: timeouts fire within this much of their value.
 SWEEP_INTERVAL = 0.25
-GC_GEN0_THRESHOLD = 20000
 
 
 class ProxyServer:
-    def __init__(self, state: RouterState, metrics: ProxyMetrics, access_log: AccessLog | None = None) -> None:
+    def __init__(self, state: RouterState, metrics: ProxyMetrics, access_log: AccessLog | None = None,
+                 workers: int = 1) -> None:
         self.state = state
         self.metrics = metrics
         self.access_log = access_log
@@ -29,7 +28,8 @@ class ProxyServer:
         cfg = state.snapshot.config
         self.pools = Pools(cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout, self.loop)
         self.max_connections = cfg.listen.max_connections
-        self.tenant_rate = tenant_rate_for(cfg.limits.tenant_rate, cfg.limits.tenant_burst, None)
+        self.workers = workers            # of the router: the limits are shared among them
+        self.tenant_rate = tenant_rate_for(cfg.limits.tenant_rate, cfg.limits.tenant_burst, None, workers)
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.retrying = 0
@@ -37,7 +37,7 @@ class ProxyServer:
         self._rid = 0
         self._rr = 0
         self._tasks: set[asyncio.Task] = set()
-        self._server: asyncio.AbstractServer | None = None
+        self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task | None = None
         state.on_swap(self._adopt)
 
@@ -77,26 +77,20 @@ class ProxyServer:
         backends = {b for s in snapshot.stamps.values() for b in s.backends}
         self.pools.sync(backends, cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout)
         self.max_connections = cfg.listen.max_connections
-        self.tenant_rate = tenant_rate_for(cfg.limits.tenant_rate, cfg.limits.tenant_burst, self.tenant_rate)
+        self.tenant_rate = tenant_rate_for(cfg.limits.tenant_rate, cfg.limits.tenant_burst, self.tenant_rate,
+                                           self.workers)
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def start(self, host: str, port: int, backlog: int, reuse_port: bool = False,
-                    proxy_protocol: bool = False) -> None:
+    async def serve(self, listeners: list, proxy_protocol: bool = False) -> None:
+        """Accept on listening sockets opened elsewhere (router.process.listeners): the
+        supervisor keeps them open, so this server closing never resets a queued connection."""
         connection = ProxiedConnection if proxy_protocol else ClientConnection
-        self._server = await self.loop.create_server(lambda: connection(self), host, port,
-                                                     backlog=backlog, reuse_address=True,
-                                                     reuse_port=reuse_port or None)
+        self._servers = [await self.loop.create_server(lambda: connection(self), sock=sock) for sock in listeners]
         self._sweeper = self.loop.create_task(self._sweep())
-        # Start-up objects (modules, config, snapshot) never become garbage: freezing them
-        # keeps every later collection from walking them again. Requests allocate few
-        # cyclic objects, so collecting less often trades little memory for CPU.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
     @property
     def sockets(self):
-        return self._server.sockets if self._server else []
+        return [sock for server in self._servers for sock in server.sockets]
 
     async def _sweep(self) -> None:
         while True:
@@ -111,8 +105,8 @@ class ProxyServer:
     async def drain(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish (bounded), then close everything."""
         self.draining = True
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for conn in list(self.connections):
             conn.close_if_idle()
         deadline = self.loop.time() + timeout

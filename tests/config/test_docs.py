@@ -14,7 +14,7 @@ WHERE = {
     schema.Listen: "`[listen]`", schema.Admin: "`[admin]`", schema.Routing: "`[routing]`",
     schema.Jwt: "`[jwt]`", schema.Geo: "`[geo]`", schema.Timeouts: "`[timeouts]`",
     schema.Limits: "`[limits]`", schema.Upstream: "`[upstream]`", schema.Outlier: "`[outlier]`",
-    schema.Retry: "`[retry]`", schema.Placement: "`[placement]`", schema.Control: "`[control]`", schema.Stamp: "`[[stamps]]`",
+    schema.Retry: "`[retry]`", schema.Placement: "`[placement]`", schema.Control: "`[control]`", schema.Process: "`[process]`", schema.Stamp: "`[[stamps]]`",
     schema.HealthCheck: "`stamps[].health`", schema.Pin: "Pins: `[tenants]` and `tenants_file`",
 }
 TOP_LEVEL = {"version", "tenants_file"}      # the other top-level keys are sections
@@ -30,6 +30,6 @@ def test_every_key_is_documented_in_its_section(model):
 def test_top_level_keys_are_documented():
     assert set(schema.Config.model_fields) - TOP_LEVEL == {
         "listen", "admin", "routing", "jwt", "geo", "timeouts", "limits", "upstream", "outlier",
-        "retry", "placement", "control", "stamps", "tenants"}, "a new section needs its own part of docs/config.md"
+        "retry", "placement", "control", "process", "stamps", "tenants"}, "a new section needs its own part of docs/config.md"
     for name in TOP_LEVEL:
         assert f"`{name}`" in SECTIONS["Top level"], name

@@ -20,14 +20,17 @@ def doc(version: str, stamp: str) -> bytes:
     return f'version = "{version}"\n'.encode() + ROUTING + f'[tenants]\nacme = "{stamp}"\n'.encode()
 
 
-class FakeRouter:
-    """What the reloader needs of the router: the served config, and a swap."""
+class FakeDataPath:
+    """What the reloader needs of the data path (router.control.port): the served config, and a swap."""
 
     def __init__(self, valid):
-        self.state = SimpleNamespace(snapshot=SimpleNamespace(valid=valid))
+        self.served = SimpleNamespace(valid=valid)
 
-    async def apply(self, valid):
-        self.state.snapshot = SimpleNamespace(valid=valid)
+    def snapshot(self):
+        return self.served
+
+    async def apply(self, valid, edit=None):
+        self.served = SimpleNamespace(valid=valid)
 
 
 class GatedStore(LkgStore):
@@ -49,7 +52,7 @@ def reloader_for(tmp_path, store, registry=None) -> Reloader:
     path = tmp_path / "router.toml"
     bootstrap = bootstrap_from(str(path), doc("v1", "eu-1"))
     start = load_bytes(doc("v1", "eu-1"), fmt="toml", source=str(path), base_dir=str(tmp_path))
-    return Reloader(FakeRouter(start), store, ControlMetrics(registry or CollectorRegistry()), lambda: bootstrap,
+    return Reloader(FakeDataPath(start), store, ControlMetrics(registry or CollectorRegistry()), lambda: bootstrap,
                     Reaper(asyncio.get_running_loop().create_task))
 
 

@@ -34,6 +34,8 @@ def test_5xx_in_a_row_eject_a_backend_for_a_while_without_health_checks(scripted
 
     statuses = send_until(router, lambda: bad.served >= 3)
     assert statuses.count(500) == 3                 # a 5xx is the backend's answer: passed on, not retried
+    # The worker reports each failure at once; the supervisor decides the ejection.
+    wait_until(lambda: not backend_status(router, "eu-1", bad.address)["healthy"], 10, message="the ejection")
     status = backend_status(router, "eu-1", bad.address)
     assert status["healthy"] is False and status["probe"] == "unknown" and status["last_probe"] is None
     assert status["ejections"] == 1 and status["ejected_until"] > time.time()
@@ -56,6 +58,8 @@ def test_live_traffic_alone_never_ejects_more_than_half_a_stamp(scripted, router
     router = router_proc(doc(stamp("eu-1", [bad1.address, bad2.address], health=FAST),
                              outlier={"base_ejection": 30.0, "max_ejection": 60.0}))
     send_until(router, lambda: bad1.served + bad2.served >= 20)
+    wait_until(lambda: sum(b["ejections"] for b in stamp_status(router, "eu-1")["backends"]) >= 1, 10,
+               message="an ejection")
     backends = stamp_status(router, "eu-1")["backends"]
     assert sorted(b["healthy"] for b in backends) == [False, True]
     assert sum(b["ejections"] for b in backends) == 1

@@ -59,6 +59,10 @@ class RouterProcess:
         doc["admin"] = {**doc.get("admin", {}), "listen": f"127.0.0.1:{self.admin_port}"}
         doc.setdefault("control", {})
         doc["control"] = {"state_dir": str(tmp_path / "state"), **doc["control"]}
+        # One worker unless a test asks for more: every test still runs the supervisor and
+        # a worker process, and a 2-core machine running the suite in parallel is not
+        # loaded with a worker per core per router.
+        doc["process"] = {"workers": 1, **doc.get("process", {})}
         self.doc = doc
         self.config_path = tmp_path / filename
         self.write_config(doc)

@@ -15,24 +15,20 @@ door because nobody set a token.
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
-
 import orjson
 from aiohttp import web
 
-from router.admin.app import ROUTER_KEY, json_response
+from router.admin.common import ADMIN_KEY, json_response
 from router.control.pins import batch_op, pin_op
+from router.control.plane import ControlPlane
 from router.control.reloader import INVALID, UNSAFE, ReloadResult
 from router.control.startup import read_token
-
-if TYPE_CHECKING:
-    from router.control.plane import ControlPlane
 
 STATUS = {INVALID: 422, UNSAFE: 409}
 
 
 def _control(request: web.Request) -> ControlPlane:
-    return request.app[ROUTER_KEY].control
+    return request.app[ADMIN_KEY].control
 
 
 def authorize(request: web.Request) -> web.Response | None:

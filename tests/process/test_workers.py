@@ -1,0 +1,224 @@
+"""`stamp-router serve` as one supervisor and its workers: real processes, loopback only."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from router.process.wire import SHARE_BY_FORK
+from tests.process.support import Load, pid_alive, worker_of_connections
+from tests.support.router_proc import stamp
+from tests.support.raw import read_responses
+from tests.support.servers import wait_until
+
+TOKEN = "s3cret-token"
+
+
+def two_stamps(backends, workers=2, **extra) -> dict:
+    eu1, eu2 = backends("eu-1", "eu-2")
+    doc = {"routing": {"sources": ["header"]},
+           "stamps": [stamp("eu-1", [eu1.address]), stamp("eu-2", [eu2.address])],
+           "tenants": {"acme": "eu-1"}, "process": {"workers": workers}}
+    doc.update(extra)
+    return doc
+
+
+def worker_pids(router) -> list[int]:
+    status = router.admin_json("/readyz")["checks"]["workers"]
+    return [w["pid"] for w in status["workers"] if w["state"] == "serving"]
+
+
+def all_serving(router, count: int) -> bool:
+    _, _, body = router.admin("GET", "/readyz")
+    return json.loads(body)["checks"]["workers"]["serving"] == count
+
+
+def with_token(router_proc, tmp_path, doc):
+    (tmp_path / "token").write_text(TOKEN)
+    doc["admin"] = {"token_file": str(tmp_path / "token")}
+    return router_proc(doc)
+
+
+def test_workers_serve_on_one_shared_port(router_proc, backends):
+    router = router_proc(two_stamps(backends))
+    pids = worker_pids(router)
+    assert len(pids) == 2 and router.proc.pid not in pids
+    status, headers, _ = router.request(headers={"X-Tenant-ID": "acme"})
+    assert status == 200 and headers["x-stamp"] == "eu-1"
+
+
+def test_kill_9_of_a_worker_under_load_fails_nothing_on_the_others(router_proc, backends):
+    router = router_proc(two_stamps(backends))
+    pids = worker_pids(router)
+    with Load(router.port, {"X-Tenant-ID": "acme"}, clients=8) as load:
+        wait_until(lambda: load.ok >= 200, 30, message="load running")
+        owners = worker_of_connections(router.port, pids)
+        victim = pids[0]
+        assert victim in owners.values() and pids[1] in owners.values(), "both workers hold connections"
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: all_serving(router, 2) and victim not in worker_pids(router), 30,
+                   message="the killed worker replaced")
+        after = load.ok
+        wait_until(lambda: load.ok >= after + 200, 30, message="load continuing after the kill")
+    failed_ports = {port for port, _ in load.failures}
+    # Only connections the killed worker held may have failed (a request in flight on it).
+    assert all(owners.get(port) == victim for port in failed_ports), (load.failures, owners)
+    assert load.refused == 0
+    assert router.metric("stamp_router_worker_restarts_total", worker="0") == 1
+
+
+def test_a_pin_push_is_answered_once_every_worker_serves_it(router_proc, backends, tmp_path):
+    router = with_token(router_proc, tmp_path, two_stamps(backends))
+    for round_, target in enumerate(("eu-2", "eu-1", "eu-2")):
+        status, _, body = router.admin("PUT", "/tenants/acme", body=target.encode(),
+                                       headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200, body
+        # Each request on a fresh connection: whichever worker accepts it serves the pin.
+        for _ in range(20):
+            status, headers, _ = router.request(headers={"X-Tenant-ID": "acme", "Connection": "close"})
+            assert (status, headers["x-stamp"]) == (200, target), round_
+
+
+def test_a_full_reload_with_a_small_table_reaches_the_workers_serving(router_proc, backends):
+    router = router_proc(two_stamps(backends))
+    before = set(worker_pids(router))
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+        assert stamp_on(sock) == "eu-1"
+        router.write_config({**router.doc, "tenants": {"acme": "eu-2"}})
+        wait_until(lambda: stamp_on(sock) == "eu-2", 20, message="the reload served on the open connection")
+    assert set(worker_pids(router)) == before
+
+
+def test_a_full_reload_of_a_large_table_starts_a_new_generation(router_proc, backends, tmp_path):
+    pins = {f"t{i}": "eu-1" for i in range(SHARE_BY_FORK)}
+    (tmp_path / "tenants.json").write_text(json.dumps(pins))
+    router = router_proc({**two_stamps(backends), "tenants": {}, "tenants_file": str(tmp_path / "tenants.json")})
+    before = set(worker_pids(router))
+    pins["acme"] = "eu-2"
+    (tmp_path / "tenants.json").write_text(json.dumps(pins))
+    wait_until(lambda: router.request(headers={"X-Tenant-ID": "acme", "Connection": "close"})[1]["x-stamp"] == "eu-2",
+               30, message="the reload served")
+    wait_until(lambda: all_serving(router, 2), 20, message="new workers serving")
+    after = set(worker_pids(router))
+    assert not before & after
+    assert router.metric("stamp_router_workers_generation") == 2
+    wait_until(lambda: not any(pid_alive(p) for p in before), 20, message="the old generation gone")
+
+
+def stamp_on(sock) -> str:
+    sock.sendall(b"GET /p HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\n\r\n")
+    head = read_responses(sock, 1)[0]
+    return next(line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                if line.lower().startswith(b"x-stamp:"))
+
+
+def test_killing_the_supervisor_leaves_no_process_behind(router_proc, backends):
+    router = router_proc(two_stamps(backends))
+    pids = worker_pids(router)
+    router.proc.send_signal(signal.SIGKILL)
+    router.proc.wait(10)
+    wait_until(lambda: not any(pid_alive(p) for p in pids), 20, message="workers gone with the supervisor")
+    # And nothing accepts on the port any more.
+    with pytest.raises(OSError):
+        http.client.HTTPConnection("127.0.0.1", router.port, timeout=2).connect()
+
+
+def test_sigterm_drains_workers_and_supervisor(router_proc, backends):
+    router = router_proc(two_stamps(backends))
+    pids = worker_pids(router)
+    assert router.stop() == 0
+    assert not any(pid_alive(p) for p in pids)
+
+
+def test_a_worker_that_keeps_dying_is_shown(router_proc, backends):
+    router = router_proc(two_stamps(backends))
+    for n in range(3):
+        pid = next(w["pid"] for w in router.admin_json("/readyz")["checks"]["workers"]["workers"]
+                   if w["worker"] == 0)
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: next(w for w in _workers(router) if w["worker"] == 0)["pid"] not in (None, pid), 60,
+                   message=f"restart {n + 1}")
+    slot = next(w for w in _workers(router) if w["worker"] == 0)
+    assert slot["restarts"] == 3 and slot["crashes_recent"] == 3
+    assert slot["last_exit"] == "was killed by SIGKILL"
+    status, _, body = router.admin("GET", "/readyz")
+    assert status == 503 and b'"crash_looping": [\n        0\n      ]' in body
+    assert router.metric("stamp_router_worker_restarts_total", worker="0") == 3
+    # The other worker never stopped serving.
+    assert router.request(headers={"X-Tenant-ID": "acme"})[0] == 200
+
+
+def _workers(router) -> list[dict]:
+    _, _, body = router.admin("GET", "/readyz")
+    return json.loads(body)["checks"]["workers"]["workers"]
+
+
+def test_metrics_sum_the_workers(router_proc, backends):
+    router = router_proc(two_stamps(backends))
+    for _ in range(30):
+        assert router.request(headers={"X-Tenant-ID": "acme", "Connection": "close"})[0] == 200
+    assert router.metric("stamp_router_requests_total", stamp="eu-1", code="2xx") == 30
+    assert router.metric("stamp_router_worker_up", worker="1") == 1
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, "process.workers"), (-2, "process.workers"), (1.5, "process.workers"), ("two", "process.workers"),
+    (True, "process.workers"),
+])
+def test_bad_worker_counts_are_refused_with_their_path(tmp_path, value, message):
+    from tests.support.router_proc import to_toml
+    path = tmp_path / "router.toml"
+    path.write_text(to_toml({"process": {"workers": value}, "routing": {"sources": ["header"]},
+                             "stamps": [stamp("eu-1", ["127.0.0.1:9"])]}))
+    out = subprocess.run([sys.executable, "-m", "router", "check", str(path)], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert message in out.stderr and "whole number >= 1" in out.stderr
+
+
+def test_more_workers_than_cpus_is_allowed_with_a_warning(router_proc, backends):
+    count = len(os.sched_getaffinity(0)) + 1
+    router = router_proc(two_stamps(backends, workers=count))
+    assert len(worker_pids(router)) == count
+    assert f"process.workers is {count}, more than the" in router.stderr()
+
+
+RATE = 20.0
+
+
+def admitted_over(router, seconds: float, fresh: bool) -> tuple[int, float]:
+    """Requests of acme answered 200 while sending as fast as one client can for `seconds`
+    (one keep-alive connection, or a fresh connection per request), and the time taken."""
+    import time
+    ok = 0
+    conn = None
+    started = time.monotonic()
+    for _ in range(100_000):                     # a bound; the clock ends it long before
+        if time.monotonic() - started >= seconds:
+            break
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
+        conn.request("GET", "/r", headers={"X-Tenant-ID": "acme"})
+        resp = conn.getresponse()
+        resp.read()
+        ok += resp.status == 200
+        assert resp.status in (200, 429)
+        if fresh:
+            conn.close()
+            conn = None
+    return ok, time.monotonic() - started
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["one-connection", "connection-per-request"])
+def test_a_tenant_gets_its_rate_from_the_router_as_a_whole(router_proc, backends, fresh):
+    router = router_proc(two_stamps(backends, limits={"tenant_rate": RATE, "tenant_burst": 1}))
+    ok, elapsed = admitted_over(router, 4.0, fresh)
+    # Its rate, within 10 %, over the whole run (the burst of 1 is inside that margin).
+    assert RATE * elapsed * 0.9 <= ok <= RATE * elapsed * 1.1 + 1, (ok, elapsed)
+    assert router.metric("stamp_router_rate_limited_total", stamp="eu-1") > 0
