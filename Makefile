@@ -5,8 +5,9 @@ VENV        ?= .venv
 PYTHON      ?= python3
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed-stamp
-# Real DNS servers for the updater's provider tests (see docs/dns.md).
-TEST_DEBS   := bind9 bind9-utils knot knot-dnsutils pdns-server pdns-backend-sqlite3 sqlite3
+# Real DNS servers for the updater's provider tests (see docs/dns.md); etcd for the etcd
+# config source and the updater's lock (docs/control-plane.md).
+TEST_DEBS   := bind9 bind9-utils knot knot-dnsutils pdns-server pdns-backend-sqlite3 sqlite3 etcd-server etcd-client
 BENCH_DEBS  := wrk haproxy nginx-light strace
 
 .PHONY: run test venv system-deps bench schema check clean

@@ -184,6 +184,8 @@ class Supervisor:
                 "loaded_at": snap.loaded_at, "stamps": len(snap.stamps), "pins": len(snap.pins)}
         status = self.control.status()
         info.update(lkg=status["lkg"], local_edits=status["local_edits"], last_reload=status.get("last_reload"))
+        if "etcd" in status:          # the revision served, and whether etcd answers
+            info["etcd"] = status["etcd"]
         return info
 
     def readiness(self) -> dict:

@@ -19,12 +19,13 @@ import orjson
 from aiohttp import web
 
 from router.admin.common import ADMIN_KEY, json_response
-from router.control.pins import batch_op, pin_op
+from router.control.etcd_source import CONFLICT, UNAVAILABLE
+from router.control.pins import batch_op, journal_pin, pin_op
 from router.control.plane import ControlPlane
 from router.control.reloader import INVALID, UNSAFE, ReloadResult
 from router.control.startup import read_token
 
-STATUS = {INVALID: 422, UNSAFE: 409}
+STATUS = {INVALID: 422, UNSAFE: 409, CONFLICT: 409, UNAVAILABLE: 503}
 
 
 def _control(request: web.Request) -> ControlPlane:
@@ -61,6 +62,8 @@ def answer(result: ReloadResult) -> web.Response:
         body["error"] = "invalid config; nothing changed"
     elif result.outcome == UNSAFE:
         body["error"] = "refused by the drop guard; nothing changed (repeat with ?force=true to apply it)"
+    elif result.errors and result.outcome in (CONFLICT, UNAVAILABLE):
+        body["error"] = result.errors[0][1]
     return json_response(body, status=STATUS.get(result.outcome, 200))
 
 
@@ -101,7 +104,7 @@ async def put_tenant(request: web.Request) -> web.Response:
         return parsed
     stamp, mode = parsed
     op = pin_op(request.match_info["tenant"], stamp, mode)
-    return answer(await _control(request).reloader.edit_pin(op))
+    return answer(await _control(request).edit_pin(op))
 
 
 async def delete_tenant(request: web.Request) -> web.Response:
@@ -111,7 +114,7 @@ async def delete_tenant(request: web.Request) -> web.Response:
     tenant = request.match_info["tenant"]
     if tenant not in control.reloader.current.pins:
         return json_response({"error": f"tenant {tenant!r} has no pin"}, status=404)
-    return answer(await control.reloader.edit_pin(pin_op(tenant, None)))
+    return answer(await control.edit_pin(pin_op(tenant, None)))
 
 
 async def patch_tenants(request: web.Request) -> web.Response:
@@ -125,18 +128,8 @@ async def patch_tenants(request: web.Request) -> web.Response:
         return answer(ReloadResult(INVALID, "pin", errors=[("", f"cannot parse JSON: {exc}")]))
     if not isinstance(body, dict):
         return answer(ReloadResult(INVALID, "pin", errors=[("", "the body is an object of tenant -> pin")]))
-    pins = {tenant: _journal_pin(value) for tenant, value in body.items()}
-    return answer(await _control(request).reloader.edit_pin(batch_op(pins), force=_forced(request)))
-
-
-def _journal_pin(value):
-    """A batch entry in its journal form, {"stamp", "mode"} or None (a delete). Anything
-    else is left as it came, for the check to report beside every other error."""
-    if isinstance(value, str):
-        return {"stamp": value, "mode": "read-write"}
-    if isinstance(value, dict) and "stamp" in value:
-        return {**value, "mode": value.get("mode") or "read-write"}
-    return value
+    pins = {tenant: journal_pin(value) for tenant, value in body.items()}
+    return answer(await _control(request).edit_pin(batch_op(pins), force=_forced(request)))
 
 
 def install(app: web.Application) -> None:

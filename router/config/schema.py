@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from router.config.addresses import parse_hostport, parse_network
 from router.config.units import parse_duration, parse_size
@@ -234,8 +234,44 @@ class Placement(Section):
     domain_residency: dict[str, str] = Field({}, description="Domain -> residency: a request whose Host is the domain or under it has that residency.")
 
 
+def _check_etcd_endpoint(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest.strip("/"):
+        raise ValueError(f"an etcd endpoint is http://HOST:PORT or https://HOST:PORT, not {value!r}")
+    return value
+
+
+class Etcd(Section):
+    """etcd as the config source (router.control.etcd_source; docs/control-plane.md)."""
+
+    endpoints: list[Annotated[str, AfterValidator(_check_etcd_endpoint)]] = Field(
+        min_length=1, description="etcd client URLs, tried in order (http://HOST:PORT or https://HOST:PORT).")
+    prefix: str = Field("/stamp-router", min_length=1, description="Key prefix: the config is PREFIX/config, pins PREFIX/tenants/<id>.")
+    ca_file: str | None = Field(None, description="CA bundle to verify etcd's certificate (https endpoints).")
+    cert_file: str | None = Field(None, description="Client certificate (PEM) for etcd's --client-cert-auth.")
+    key_file: str | None = Field(None, description="Private key of cert_file.")
+    user: str | None = Field(None, description="etcd user (etcd auth); needs password_file.")
+    password_file: str | None = Field(None, description="File holding the etcd user's password.")
+    timeout: Duration = Field(5.0, gt=0, description="Deadline of one etcd request, and of the health check of a watch.")
+    max_backoff: Duration = Field(30.0, gt=0, description="Cap on the retry delay while etcd is unreachable.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Etcd":
+        if self.prefix.endswith("/") and self.prefix != "/":
+            raise ValueError(f"prefix must not end with '/' ({self.prefix!r}): keys are PREFIX/config and PREFIX/tenants/ID")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together")
+        if bool(self.user) != bool(self.password_file):
+            raise ValueError("user and password_file go together")
+        tls = self.ca_file or self.cert_file
+        if tls and not all(e.startswith("https://") for e in self.endpoints):
+            raise ValueError("ca_file or cert_file is set: every endpoint must be https://")
+        return self
+
+
 class Control(Section):
     url: str | None = Field(None, description="Control-plane URL polled for the config (JSON or TOML).")
+    etcd: Etcd | None = Field(None, description="Read the config and pins from etcd and watch them (instead of url).")
     interval: Duration = Field(10.0, gt=0, description="Poll interval.")
     max_backoff: Duration = Field(300.0, description="Cap on the retry delay after failed polls.")
     token_file: str | None = Field(None, description="Bearer token sent to the control plane.")
@@ -243,6 +279,12 @@ class Control(Section):
     watch_interval: Duration = Field(0.25, gt=0, description="How often the config file (and its tenants_file) is checked for changes: a few stat calls each time. On Linux, inotify also says when to look, so a change is usually read at once.")
     state_dir: str = Field("state", description="Where the last known good config is kept.")
     max_drop_fraction: float = Field(0.5, ge=0, le=1, description="Refuse a candidate that drops more than this share of pins or stamps unless forced.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Control":
+        if self.url and self.etcd is not None:
+            raise ValueError("control.url and control.etcd are two sources of the config: set one")
+        return self
 
 
 class Config(Section):

@@ -43,6 +43,17 @@ def batch_op(pins: dict[str, Any]) -> dict[str, Any]:
     return {"op": "batch", "pins": pins}
 
 
+def journal_pin(value: Any) -> Any:
+    """A pin as written by a user (a stamp name or {"stamp", "mode"}) in its journal form,
+    {"stamp", "mode"}; None stays None (a delete). Anything else is left as it came, for
+    check_op to report beside every other error."""
+    if isinstance(value, str):
+        return {"stamp": value, "mode": "read-write"}
+    if isinstance(value, dict) and "stamp" in value:
+        return {**value, "mode": value.get("mode") or "read-write"}
+    return value
+
+
 # A batch names at most this many errors; the rest are summed up in one line.
 MAX_BATCH_ERRORS = 200
 
@@ -94,6 +105,15 @@ def changes_of(op: dict[str, Any]) -> dict[str, tuple[str, str] | None]:
     return {op["tenant"]: (op["stamp"], op["mode"])}
 
 
+def changes_as_pins(op: dict[str, Any]) -> dict[str, Any]:
+    """An edit as a batch's pins: tenant -> {"stamp", "mode"}, or None for a delete."""
+    if op["op"] == "batch":
+        return dict(op["pins"])
+    if op["op"] == "delete":
+        return {op["tenant"]: None}
+    return {op["tenant"]: {"stamp": op["stamp"], "mode": op["mode"]}}
+
+
 def is_noop(valid: ValidConfig, op: dict[str, Any]) -> bool:
     for tenant, pin in changes_of(op).items():
         if pin is None:
@@ -109,9 +129,10 @@ def deletes(valid: ValidConfig, op: dict[str, Any]) -> int:
     return sum(1 for tenant, pin in changes_of(op).items() if pin is None and tenant in valid.pins)
 
 
-def apply_op(valid: ValidConfig, op: dict[str, Any], *, base_version: str, edits: int) -> ValidConfig:
-    """The config with one edit (a pin, or a batch of them) applied; `edits` counts this one.
-    Blocks for a large table."""
+def apply_op(valid: ValidConfig, op: dict[str, Any], *, base_version: str, edits: int,
+             label: str | None = None) -> ValidConfig:
+    """The config with one edit (a pin, or a batch of them) applied; `edits` counts this one,
+    unless `label` names the version it makes. Blocks for a large table."""
     changes = changes_of(op)
     pins = with_changes(valid.pins, {t: None if pin is None else pin[0] for t, pin in changes.items()})
     modes = dict(valid.modes)
@@ -121,6 +142,6 @@ def apply_op(valid: ValidConfig, op: dict[str, Any], *, base_version: str, edits
         else:
             modes[tenant] = pin[1]
     digest = hashlib.sha256(valid.digest.encode() + b"\0" + orjson.dumps(op)).hexdigest()
-    config = valid.config.model_copy(update={"version": f"{base_version}+{edits}"})
+    config = valid.config.model_copy(update={"version": label or f"{base_version}+{edits}"})
     # Nothing mutates the pins or modes once built: the request path reads them.
     return dataclasses.replace(valid, config=config, pins=pins, modes=modes, digest=digest)

@@ -4,6 +4,7 @@ Sources, any of them together, all through Reloader:
 - the config file, watched (and re-read on SIGHUP). Without control.url it is the whole
   config; with one it supplies only the bootstrap sections ([listen], [admin], [control], [process]).
 - the control-plane URL, polled with If-None-Match, backing off while it fails.
+- etcd: read at one revision, then watched (router.control.etcd_source).
 - admin pushes: PUT /config, PUT/DELETE /tenants/{id} (router.admin.writes).
 
 The last source to answer with a new config wins. A source repeating what it said before
@@ -29,14 +30,17 @@ from router.control.foreground import Foreground
 from router.control.port import DataPath
 from router.control.reaper import Reaper
 from router.control.reloader import INVALID, UNCHANGED, Reloader, ReloadResult
+from router.control.etcd_source import CONFLICT, UNAVAILABLE, EtcdSource
+from router.control.pins import changes_as_pins
 from router.control.sources import Fetched, FileWatcher, HttpPoller
+from router.etcd.errors import EtcdError
 from router.control.startup import Start, read_token
 
 log = logging.getLogger("stamp_router.control")
 
 # Bootstrap fields a running process cannot take over: they need a restart.
 RESTART_FIELDS = (("listen", "http"), ("listen", "backlog"), ("listen", "reuse_port"), ("listen", "proxy_protocol"),
-                  ("admin", "listen"), ("control", "watch_file"), ("control", "state_dir"))
+                  ("admin", "listen"), ("control", "watch_file"), ("control", "state_dir"), ("control", "etcd"))
 
 
 class ControlPlane:
@@ -63,6 +67,12 @@ class ControlPlane:
                                      lambda: read_token(self.bootstrap, self.bootstrap.control.token_file),
                                      self._on_document, self._count_poll)
             self.poller.etag, self.poller.last_body = start.etag, start.body
+        self.etcd = None
+        if control.etcd is not None:
+            self.etcd = EtcdSource(lambda: self.bootstrap.control.etcd, self.bootstrap.resolve, self.reloader,
+                                   registry)
+            if start.etcd_revision is not None:
+                self.etcd.started_at(start.etcd_revision, served=start.last.ok and not start.origin.lkg)
         self.watcher = None
         if control.watch_file:
             # The watcher goes back to watching once the change is served, not once it is
@@ -89,6 +99,8 @@ class ControlPlane:
             self.spawn(self.watcher.run())
         if self.poller is not None:
             self.spawn(self.poller.run())
+        if self.etcd is not None:
+            self.spawn(self.etcd.run())
 
     async def close(self) -> None:
         await self.reloader.persisted()       # an accepted config is not lost to a shutdown
@@ -97,6 +109,8 @@ class ControlPlane:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.poller is not None:
             await self.poller.close()
+        if self.etcd is not None:
+            await self.etcd.close()
 
     def on_sighup(self) -> None:
         if not self._started:             # start() reads the file once it can apply it
@@ -109,7 +123,7 @@ class ControlPlane:
     def _watched(self) -> list[str]:
         paths = [self.bootstrap.path]
         tenants_file = self._file_doc.get("tenants_file")
-        if not self.bootstrap.control.url and isinstance(tenants_file, str):
+        if not self.remote and isinstance(tenants_file, str):
             paths.append(self.bootstrap.resolve(tenants_file))
         return paths
 
@@ -119,7 +133,7 @@ class ControlPlane:
             data = await asyncio.to_thread(_read, path)
         except OSError as exc:
             return self.reloader.refuse(ReloadResult(INVALID, "file", errors=[("", f"cannot read {path}: {exc.strerror}")]))
-        if self.bootstrap.control.url:
+        if self.remote:
             return await self._rebase_from_file(data)
         try:
             self._file_doc = bootstrap_from(path, data).document
@@ -152,9 +166,15 @@ class ControlPlane:
             self._adopt_bootstrap(bootstrap)
         return result
 
+    @property
+    def remote(self) -> bool:
+        """Whether the routing config comes from elsewhere (control.url, etcd): then the
+        file holds only the bootstrap."""
+        return bool(self.bootstrap.control.url or self.bootstrap.control.etcd)
+
     def _adopt_bootstrap(self, bootstrap: Bootstrap) -> None:
         old, self.bootstrap = self.bootstrap, bootstrap
-        if bool(old.control.url) != bool(bootstrap.control.url):
+        if bool(old.control.url) != bool(bootstrap.control.url) and not (old.control.etcd or bootstrap.control.etcd):
             log.warning("control.url was %s: switching between a file config and a control plane "
                         "takes effect at the next restart", "set" if bootstrap.control.url else "removed")
         for section, name in RESTART_FIELDS:
@@ -175,6 +195,11 @@ class ControlPlane:
 
     async def reload_source(self, *, force: bool = False) -> ReloadResult:
         """POST /config/reload: the configured source, read now."""
+        if self.etcd is not None:
+            try:
+                return await self.etcd.read("forced", force=force)
+            except EtcdError as exc:
+                return self.reloader.refuse(ReloadResult(INVALID, "etcd", errors=[("control.etcd", str(exc))]))
         if self.poller is None:
             return await self.reload_file(force=force)
         fetched = await self.poller.fetch(conditional=False)
@@ -187,8 +212,22 @@ class ControlPlane:
         return await self.reloader.submit(cand, overlay=True)
 
     async def push_config(self, data: bytes, content_type: str | None, *, force: bool) -> ReloadResult:
+        if self.etcd is not None:
+            key = self.etcd.layout.config_key.decode()
+            return ReloadResult(CONFLICT, "admin", errors=[("", f"the config comes from etcd: write {key} there "
+                                                           "(stamp-router etcd import); nothing changed")])
         cand = Candidate("admin", "admin", data, sniff_format(data, content_type), force)
         return await self.reloader.submit(cand, overlay=True)
+
+    async def edit_pin(self, op: dict[str, Any], *, force: bool = False) -> ReloadResult:
+        """A pin push: into etcd when it is the source (every router follows it), else
+        into this router's table."""
+        if self.etcd is None:
+            return await self.reloader.edit_pin(op, force=force)
+        try:
+            return await self.etcd.write_pins(changes_as_pins(op))
+        except EtcdError as exc:
+            return ReloadResult(UNAVAILABLE, "pin", errors=[("control.etcd", str(exc))])
 
     # -- status ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -205,6 +244,8 @@ class ControlPlane:
         if self.poller is not None:
             out["control_plane"] = {"url": self.bootstrap.control.url, "etag": self.poller.etag,
                                     "failures": self.poller.failures, "last_error": self.poller.last_error or None}
+        if self.etcd is not None:
+            out["etcd"] = self.etcd.status()
         return out
 
 

@@ -185,19 +185,27 @@ class Reloader:
         await self.persisted()
         return result
 
-    async def _edit_pin(self, op: dict[str, Any], force: bool) -> ReloadResult:
+    async def follow_source(self, op: dict[str, Any], *, source: str, label: str) -> ReloadResult:
+        """Pin changes that come from the configured source itself (an etcd watch): the
+        pin path, but they are the source's content, not local edits. `label` is the
+        version they make (the source's revision)."""
+        async with self._lock:
+            return await self._edit_pin(op, False, source=source, label=label)
+
+    async def _edit_pin(self, op: dict[str, Any], force: bool, *, source: str = "pin",
+                        label: str | None = None) -> ReloadResult:
         started = time.monotonic()
         current = self.current
         try:
             check_op(current, op)
         except ConfigError as exc:
-            return self.refuse(ReloadResult(INVALID, "pin", errors=exc.errors), started)
+            return self.refuse(ReloadResult(INVALID, source, errors=exc.errors), started)
         if is_noop(current, op):
-            return self._record(ReloadResult(UNCHANGED, "pin", version=current.version,
+            return self._record(ReloadResult(UNCHANGED, source, version=current.version,
                                              digest=current.digest), started)
         origin = self.origin
         base = origin.version or current.version
-        valid = await asyncio.to_thread(apply_op, current, op, base_version=base, edits=origin.edits + 1)
+        valid = await asyncio.to_thread(apply_op, current, op, base_version=base, edits=origin.edits + 1, label=label)
         if op["op"] == "batch":
             # A batch can empty the table as surely as a bad config: the same guard.
             stamps = len(current.config.stamps)
@@ -205,13 +213,17 @@ class Reloader:
                             pins_dropped=deletes(current, op), stamps_before=stamps, stamps_after=stamps,
                             stamps_dropped=0, max_fraction=self.settings.max_drop_fraction)
             if plan.unsafe and not force:
-                return self.refuse(ReloadResult(UNSAFE, "pin", plan=plan), started)
+                return self.refuse(ReloadResult(UNSAFE, source, plan=plan), started)
         try:
             await self.data_path.apply(valid, PinEdit(op, base, origin.edits + 1))
         except ConfigError as exc:
-            return self.refuse(ReloadResult(INVALID, "pin", errors=exc.errors), started)
-        origin.edits += 1
-        result = self._record(ReloadResult(APPLIED, "pin", version=valid.version, digest=valid.digest), started)
+            return self.refuse(ReloadResult(INVALID, source, errors=exc.errors), started)
+        if label is None:
+            origin.edits += 1
+        else:
+            # The source moved on: a full read of it compares against what is served now.
+            origin.digest, origin.version = valid.digest, valid.version
+        result = self._record(ReloadResult(APPLIED, source, version=valid.version, digest=valid.digest), started)
         self._queue_persist(self._op_saver(valid, op), result)
         self.reaper.retire(current, valid)
         return result

@@ -33,6 +33,7 @@ from router.errors import format_error
 from router.config.load import read_tenants_whole
 from router.control.candidate import (PROCESS_SECTIONS, Bootstrap, Candidate, bootstrap_of, default_state_dir, prepare,
                                       read_bootstrap, sniff_format)
+from router.control.etcd_source import first_read
 from router.control.guard import plan_drop
 from router.control.lkg import LkgRecord, LkgStore
 from router.control.pins import apply_op, check_op
@@ -41,6 +42,7 @@ from router.control.sources import HttpPoller, fingerprint
 
 log = logging.getLogger("stamp_router.control")
 
+_SOURCE_NAMES = {"url": "control plane", "etcd": "etcd", "file": "config file"}
 # How long the first control-plane fetch may take before the router starts without it.
 FIRST_FETCH_TIMEOUT = 10.0
 
@@ -57,6 +59,7 @@ class Start:
     body: bytes | None = None         # its sha256
     warnings: list[str] = field(default_factory=list)
     seen: dict[str, tuple | None] = field(default_factory=dict)   # file fingerprints before reading
+    etcd_revision: int | None = None  # the revision etcd was read at, if it was
 
 
 async def choose_start(config_path: str) -> Start:
@@ -77,9 +80,9 @@ async def choose_start(config_path: str) -> Start:
     if isinstance(tenants_file, str) and not bootstrap.control.url:
         seen[bootstrap.resolve(tenants_file)] = fingerprint(bootstrap.resolve(tenants_file))
     store = LkgStore(bootstrap.resolve(bootstrap.control.state_dir))
-    kind = "url" if bootstrap.control.url else "file"
+    kind = "url" if bootstrap.control.url else "etcd" if bootstrap.control.etcd else "file"
 
-    etag = body = None
+    etag = body = etcd_revision = None
     primary, errors = None, []
     if bootstrap.control.url:
         poller = HttpPoller(lambda: bootstrap.control, lambda: read_token(bootstrap, bootstrap.control.token_file),
@@ -94,6 +97,10 @@ async def choose_start(config_path: str) -> Start:
                                              sniff_format(fetched.data, fetched.content_type)), bootstrap, overlay=True)
         else:
             errors = [("control.url", f"cannot fetch the config: {fetched.error}")]
+    elif bootstrap.control.etcd is not None:
+        cand, errors, etcd_revision = await first_read(bootstrap)
+        if cand is not None:
+            primary, errors = _try(cand, bootstrap, overlay=True)
     elif file_errors is not None:
         errors = file_errors
     else:
@@ -111,7 +118,7 @@ async def choose_start(config_path: str) -> Start:
 
     def start(valid: ValidConfig, origin: Origin, last: ReloadResult, *, persist: bool) -> Start:
         return Start(valid, bootstrap, store, origin, last, persist=persist, etag=etag, body=body,
-                     warnings=warnings, seen=seen)
+                     warnings=warnings, seen=seen, etcd_revision=etcd_revision)
 
     if primary is not None:
         if lkg is not None:
@@ -135,14 +142,14 @@ async def choose_start(config_path: str) -> Start:
         lkg_valid, lkg_origin = lkg
         lkg_origin.lkg = True
         warnings.append(f"starting from the last known good config (version {lkg_valid.version}); "
-                        f"the {'control plane' if kind == 'url' else 'config file'} gave none: "
+                        f"the {_SOURCE_NAMES[kind]} gave none: "
                         + "; ".join(format_error(p, m) for p, m in errors[:10]))
         return start(lkg_valid, lkg_origin, failed, persist=False)
-    if kind == "url" and bootstrap.has_routing:
+    if kind != "file" and bootstrap.has_routing:
         seed, seed_errors = _try(Candidate("file", bootstrap.path, bootstrap.data, format_of(bootstrap.path)),
                                  bootstrap, overlay=False)
         if seed is not None:
-            warnings.append("the control plane gave no config and there is no last known good; "
+            warnings.append(f"the {_SOURCE_NAMES[kind]} gave no config and there is no last known good; "
                             "starting from the routing config in the local file")
             return start(seed, Origin(digest=seed.digest, version=seed.version), failed, persist=True)
         errors = errors + seed_errors

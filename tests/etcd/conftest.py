@@ -1,0 +1,1 @@
+from tests.support.etcd import etcd  # noqa: F401 - the fixture
