@@ -1,4 +1,4 @@
-"""The command line: `stamp-router serve | check | route | demo | dns | schema`."""
+"""The command line: `stamp-router serve | check | route | demo | dns | etcd | schema`."""
 
 from __future__ import annotations
 
@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     q.add_argument("--force", action="store_true", help="apply a plan over max_change_fraction")
     q.set_defaults(func=cmd_dns)
+
+    from router.etcd.cli import add_parser as add_etcd
+    add_etcd(sub)
 
     p = sub.add_parser("schema", help="print the config's JSON Schema")
     p.set_defaults(func=cmd_schema)

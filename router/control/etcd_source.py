@@ -40,6 +40,7 @@ from router.control.candidate import Bootstrap, Candidate, sniff_format
 from router.control.pins import batch_op, check_op, journal_pin, pin_op
 from router.control.reloader import INVALID, ReloadResult
 from router.etcd.client import EtcdClient, KeyValue, Tls, WatchResponse, compare_mod_revision, delete_op, prefix_end, put_op
+from router.etcd.limits import MAX_TXN_OPS
 from router.etcd.errors import EtcdCompacted, EtcdError, EtcdTooLarge, EtcdUnavailable
 
 if TYPE_CHECKING:
@@ -56,9 +57,6 @@ FIRST_BACKOFF = 0.2
 CONFLICT = "conflict"
 # ... and one that could not be written or not seen served: etcd is unreachable.
 UNAVAILABLE = "unavailable"
-# etcd's default --max-txn-ops: a push of more pins than this goes through
-# `stamp-router etcd import`.
-MAX_TXN_OPS = 128
 
 
 class SyncState(enum.Enum):
