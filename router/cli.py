@@ -73,7 +73,7 @@ def cmd_serve(args) -> int:
         # starts) finds the same directory; it overrides control.state_dir.
         from router.control.candidate import STATE_DIR_ENV
         os.environ[STATE_DIR_ENV] = os.path.abspath(args.state_dir)
-    return serve(args.config)
+    return serve(args.config, takeover=args.takeover)
 
 
 def cmd_demo(args) -> int:
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", required=True)
     p.add_argument("--state-dir", help="where the last known good config is kept, over control.state_dir "
                    "(also STAMP_ROUTER_STATE_DIR); found even when the config file cannot be read")
+    p.add_argument("--takeover", action="store_true",
+                   help="take the listening sockets of the router running on this config's state directory "
+                        "(an upgrade without a refused connection); it drains once this one serves")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a config: exit 0, or 1 with every error on stderr")

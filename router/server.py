@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from typing import Callable
 
 import uvloop
 from aiohttp import web
@@ -30,9 +31,9 @@ from prometheus_client import CollectorRegistry
 from router.admin.app import build_app
 from router.admin.common import Admin
 from router.config import ConfigError, ValidConfig
-from router.config.addresses import parse_hostport
 from router.config.schema import Process
 from router.control import ControlPlane, Start, choose_start
+from router.control.candidate import default_state_dir, read_bootstrap
 from router.control.lkg import StateDirInUse
 from router.control.port import PinEdit
 from router.core.snapshot import Snapshot, build_snapshot
@@ -44,6 +45,7 @@ from router.process.messages import Kind
 from router.process.pool import WorkerPool, WorkersFailed
 from router.process.rate_shares import RateShares
 from router.process.reports import REPORT_INTERVAL, ReportKind
+from router.process.takeover import Handover, TakeoverError, TakeoverServer, request_takeover
 from router.process.worker import WorkerSpec
 from router.state import RouterState
 
@@ -62,9 +64,11 @@ def worker_count(process: Process) -> int:
 
 
 class Supervisor:
-    def __init__(self, start: Start, listeners: list[socket.socket], *, config_path: str | None = None) -> None:
+    def __init__(self, start: Start, listeners: list[socket.socket], admin_listeners: list[socket.socket], *,
+                 config_path: str | None = None) -> None:
         self.config_path = config_path
         self.listeners = listeners
+        self.admin_listeners = admin_listeners
         self.shutting_down = False    # SIGTERM received: grace, then drain
         self.registry = CollectorRegistry()
         self.health = HealthRegistry(self.registry)
@@ -84,6 +88,7 @@ class Supervisor:
         self.control = ControlPlane(self, self.registry, start)
         self._admin_runner: web.AppRunner | None = None
         self._rebalancing: asyncio.Task | None = None
+        self.takeover: TakeoverServer | None = None
         self.stopping = asyncio.Event()
 
     def _jwt_runtime(self):
@@ -149,7 +154,14 @@ class Supervisor:
         return WorkerSpec(slot=slot, generation=generation, snapshot=snap, listeners=self.listeners,
                           proxy_protocol=cfg.listen.proxy_protocol, access_log=cfg.admin.access_log,
                           drain_timeout=cfg.timeouts.drain, workers=worker_count(cfg.process), routable=routable, panic=panic,
-                          extra_sources=extra, jwt=self.jwt, supervisor_pid=os.getpid())
+                          extra_sources=extra, jwt=self.jwt, supervisor_pid=os.getpid(),
+                          close_fds=self._own_fds())
+
+    def _own_fds(self) -> list[int]:
+        store = self.control.reloader.store
+        own = [store.lock_fd if store is not None else None,
+               self.takeover.fileno if self.takeover is not None else None]
+        return [sock.fileno() for sock in self.admin_listeners] + [fd for fd in own if fd is not None]
 
     def _health_changed(self) -> None:
         routable, panic = self.health.routing_view()
@@ -221,20 +233,42 @@ class Supervisor:
                       readiness=self.readiness, config_info=self.config_info, refresh_counters=self.refresh_counters)
         self._admin_runner = web.AppRunner(build_app(admin), access_log=None, handle_signals=False)
         await self._admin_runner.setup()
-        ahost, aport = parse_hostport(cfg.admin.listen)
-        await web.TCPSite(self._admin_runner, ahost, aport, reuse_address=True).start()
+        for sock in self.admin_listeners:
+            await web.SockSite(self._admin_runner, sock).start()
         await self.health.start()
         await self.pool.start_generation(count)
         await self.control.start()
         self._rebalancing = asyncio.get_running_loop().create_task(self._rebalance())
+        store = self.control.reloader.store
+        if store is not None:
+            self.takeover = TakeoverServer(store.dir, self._hand_over, self._resume, self.stopping.set)
+            try:
+                await self.takeover.start()
+            except OSError as exc:
+                log.warning("no takeover socket in %s (serve --takeover cannot replace this router): %s",
+                            store.dir, exc)
+                self.takeover = None
         log.info("serving on %s with %d worker(s), admin on %s, config %s", cfg.listen.http, count,
                  cfg.admin.listen, snap.version)
+
+    # -- a new router taking over (router.process.takeover) ------------------------------
+    async def _hand_over(self) -> tuple[list[socket.socket], list[socket.socket]]:
+        await self.control.pause()
+        return self.listeners, self.admin_listeners
+
+    async def _resume(self) -> None:
+        warning = self.control.resume()
+        if warning:
+            log.warning("%s", warning)
 
     async def stop(self) -> None:
         cfg = self.state.snapshot.config
         self.shutting_down = True          # /readyz turns 503 from here on
         if cfg.timeouts.grace > 0:
             await asyncio.sleep(cfg.timeouts.grace)
+        if self.takeover is not None:
+            # Once handed over, the socket file in the state directory is the new router's.
+            await self.takeover.close(unlink=not self.control.paused)
         await self.control.close()
         if self._rebalancing is not None:
             self._rebalancing.cancel()
@@ -244,10 +278,10 @@ class Supervisor:
             await self.jwt.close()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
-        for sock in self.listeners:
+        for sock in self.listeners + self.admin_listeners:
             sock.close()
 
-    async def run(self) -> int:
+    async def run(self, on_serving: Callable[[], None] | None = None) -> int:
         loop = asyncio.get_running_loop()
         # Handlers go in before start(): /readyz may answer (and an orchestrator send
         # SIGTERM) as soon as the admin listener is up.
@@ -260,6 +294,8 @@ class Supervisor:
             print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
             await self.pool.stop(5.0)
             return 1
+        if on_serving is not None:
+            on_serving()
         cfg = self.state.snapshot.config
         print(f"stamp-router: ready, proxy {cfg.listen.http}, admin {cfg.admin.listen}", file=sys.stderr, flush=True)
         await self.stopping.wait()
@@ -272,15 +308,40 @@ def _print_errors(exc: ConfigError) -> None:
     print("\n".join(exc.lines()), file=sys.stderr)
 
 
-def serve(config_path: str) -> int:
+def serve(config_path: str, *, takeover: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvloop.install()
-    return asyncio.run(run_config(config_path))
+    return asyncio.run(run_config(config_path, takeover=takeover))
 
 
-async def run_config(config_path: str) -> int:
-    """The router for a config file, until it is stopped: the exit status."""
+async def run_config(config_path: str, *, takeover: bool = False) -> int:
+    """The router for a config file, until it is stopped: the exit status. With
+    `takeover`, the listening sockets come from the router running on the same state
+    directory, which drains once this one serves."""
+    handover = None
+    if takeover:
+        try:
+            handover = await asyncio.to_thread(request_takeover, state_dir_of(config_path))
+        except TakeoverError as exc:
+            print(f"stamp-router: cannot take over: {exc}", file=sys.stderr)
+            return 1
+    status = await _run(config_path, handover)
+    if handover is not None and status != 0:
+        handover.abandon()        # the old router sees it, and serves on
+    return status
+
+
+def state_dir_of(config_path: str) -> str:
+    """The state directory the config file names (or would, if it cannot be read)."""
+    try:
+        bootstrap = read_bootstrap(config_path)
+    except ConfigError:
+        return default_state_dir(config_path)
+    return bootstrap.resolve(bootstrap.control.state_dir)
+
+
+async def _run(config_path: str, handover: Handover | None) -> int:
     # The start config may come from the control plane or the last known good
     # (router.control.startup); exit 1 only when there is nothing valid to serve.
     try:
@@ -299,16 +360,22 @@ async def run_config(config_path: str) -> int:
         start.warnings.append(unlocked)
     for warning in start.warnings:
         log.warning("%s", warning)
-    listen = start.valid.config.listen
-    try:
-        listeners = open_listeners(listen.http, listen.backlog, listen.reuse_port)
-    except OSError as exc:
-        print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
-        return 1
-    supervisor = Supervisor(start, listeners, config_path=config_path)
+    cfg = start.valid.config
+    if handover is not None:
+        listeners, admin_listeners = handover.listeners, handover.admin_listeners
+        log.info("took over %d proxy and %d admin listening socket(s) from the running router",
+                 len(listeners), len(admin_listeners))
+    else:
+        try:
+            listeners = open_listeners(cfg.listen.http, cfg.listen.backlog, cfg.listen.reuse_port)
+            admin_listeners = open_listeners(cfg.admin.listen, 128, False)
+        except OSError as exc:
+            print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
+            return 1
+    supervisor = Supervisor(start, listeners, admin_listeners, config_path=config_path)
     del start      # it holds the first config: a reload must be able to free that
     try:
-        return await supervisor.run()
+        return await supervisor.run(on_serving=handover.release_old if handover is not None else None)
     except ConfigError as exc:
         _print_errors(exc)
         return 1

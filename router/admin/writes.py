@@ -9,7 +9,7 @@ door because nobody set a token.
     200  applied, or unchanged            409  refused by the drop guard (add ?force=true)
     401  no or wrong token                413  body over the admin API's size limit
     403  writes disabled (no token file)  422  invalid: every error with its path
-    404  DELETE of a tenant without a pin
+    404  DELETE of a tenant without a pin 503  a new router is taking over (retry)
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def _control(request: web.Request) -> ControlPlane:
 def authorize(request: web.Request) -> web.Response | None:
     """None if the request carries the admin token; else the refusal to answer with."""
     control = _control(request)
+    if control.paused:
+        resp = json_response({"error": "a new router is taking over: this one takes no more changes; "
+                                       "send the change again in a moment (to the new router)"}, status=503)
+        resp.headers["Retry-After"] = "1"
+        return resp
     token_file = control.bootstrap.admin.token_file
     if not token_file:
         return json_response({"error": "admin writes are disabled: set admin.token_file to a file "

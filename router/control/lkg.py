@@ -95,6 +95,12 @@ class LkgStore:
         self._lock = fh         # the lock lasts as long as this file stays open
         return None
 
+    @property
+    def lock_fd(self) -> int | None:
+        """The descriptor holding the lock: a forked worker closes it, so that the lock
+        goes with this process (router.process)."""
+        return self._lock.fileno() if self._lock is not None else None
+
     def release(self) -> None:
         if self._lock is not None:
             self._lock.close()

@@ -27,6 +27,7 @@ from router.config.validate import _loopback_host
 from router.control.candidate import Bootstrap, Candidate, bootstrap_from, sniff_format
 from router.control.metrics import ControlMetrics
 from router.control.foreground import Foreground
+from router.control.lkg import StateDirInUse
 from router.control.port import DataPath
 from router.control.reaper import Reaper
 from router.control.reloader import INVALID, UNCHANGED, Reloader, ReloadResult
@@ -49,6 +50,7 @@ class ControlPlane:
         self.metrics = ControlMetrics(registry)
         self._tasks: set[asyncio.Task] = set()
         self._started = self._sighup_pending = False
+        self.paused = False               # handing the state directory to another router
         self.reaper = Reaper(self.spawn, Foreground())
         self.reloader = Reloader(data_path, start.store, self.metrics, lambda: self.bootstrap, self.reaper)
         self.reloader.origin = start.origin
@@ -101,6 +103,25 @@ class ControlPlane:
             self.spawn(self.poller.run())
         if self.etcd is not None:
             self.spawn(self.etcd.run())
+
+    async def pause(self) -> None:
+        """Take no more changes (admin writes are answered 503) and leave the state
+        directory as the last accepted change left it, then release it."""
+        self.paused = True
+        await self.reloader.hold()
+        if self.reloader.store is not None:
+            self.reloader.store.release()
+
+    def resume(self) -> str | None:
+        """Take the state directory back and changes again (the other router never came
+        up). Returns a warning when the directory cannot be locked again."""
+        try:
+            warning = self.reloader.store.hold() if self.reloader.store is not None else None
+        except StateDirInUse as exc:
+            warning = f"cannot take control.state_dir back: {exc}"
+        self.reloader.release()
+        self.paused = False
+        return warning
 
     async def close(self) -> None:
         await self.reloader.persisted()       # an accepted config is not lost to a shutdown

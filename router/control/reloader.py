@@ -125,6 +125,16 @@ class Reloader:
     def settings(self) -> Control:
         return self._bootstrap().control
 
+    # -- a handover to another router (router.process.takeover) ------------------------
+    async def hold(self) -> None:
+        """Let the change under way finish and its save be written, then take no other
+        until release(): the state directory is about to pass to another router."""
+        await self._lock.acquire()
+        await self.persisted()
+
+    def release(self) -> None:
+        self._lock.release()
+
     # -- full candidates ---------------------------------------------------------------
     async def submit(self, cand: Candidate, *, overlay: bool, wait_persisted: bool = True) -> ReloadResult:
         async with self._lock:

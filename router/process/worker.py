@@ -66,6 +66,9 @@ class WorkerSpec:
     panic: dict[str, tuple[str, ...]] = field(default_factory=dict)
     extra_sources: dict[str, Callable] = field(default_factory=dict)
     jwt: Any = None                # the supervisor's JwtRuntime, as forked: verifies only
+    # The supervisor's own: the state directory's lock, the admin listener. Closed in the
+    # worker, so that neither outlives the supervisor in a worker still draining.
+    close_fds: list[int] = field(default_factory=list)
     supervisor_pid: int = 0
 
 
@@ -74,6 +77,11 @@ def run_worker(spec: WorkerSpec, channel_sock: socket.socket) -> NoReturn:
     code = EXIT_CRASH
     try:
         _detach(spec.supervisor_pid)
+        for fd in spec.close_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         gc.freeze()                  # inherited objects stay shared: no collection writes to them
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
         loop = uvloop.new_event_loop()

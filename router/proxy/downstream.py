@@ -387,10 +387,17 @@ class ClientConnection(asyncio.Protocol):
                 ex.upstream_timed_out()
 
     def close_if_idle(self) -> None:
-        if self.phase in (IDLE, WAIT_HEAD) and not self.queue and not self.closed and \
-                (self.cur is None or self.cur.finished):
+        """Draining: close a keep-alive connection waiting for its next request. One that
+        has not sent its first request yet was accepted for a request on its way: it is
+        answered (with Connection: close), or ends at its header deadline."""
+        if self.phase == IDLE and not self.queue and not self.closed and (self.cur is None or self.cur.finished):
             self.closed = True
             self.transport.close()
+
+    @property
+    def in_use(self) -> bool:
+        """Something to finish before a drain may close it."""
+        return bool(self.queue or self.tunnel) or (self.phase == WAIT_HEAD and not self.closed)
 
 
 class ProxiedConnection(ClientConnection):

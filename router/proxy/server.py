@@ -110,7 +110,7 @@ class ProxyServer:
         for conn in list(self.connections):
             conn.close_if_idle()
         deadline = self.loop.time() + timeout
-        while self.loop.time() < deadline and any(c.queue or c.tunnel for c in self.connections):
+        while self.loop.time() < deadline and any(c.in_use for c in self.connections):
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
