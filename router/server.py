@@ -110,7 +110,7 @@ class Supervisor:
         if edit is not None:
             self.state.swap(snap)
             # Workers that do not answer are replaced, from this snapshot.
-            await self.pool.ask_all(Kind.PINS, op=edit.op, base=edit.base_version, edits=edit.edits,
+            await self.pool.ask_all(Kind.PINS, op=edit.op, base=edit.base_version, edits=edit.edits, label=edit.label,
                                     before=before.digest, after=snap.digest, at=snap.loaded_at)
             return snap
         if self._sent_whole(valid):

@@ -24,6 +24,7 @@ class PinEdit:
     op: dict[str, Any]
     base_version: str
     edits: int
+    label: str | None = None      # the version it makes, when the source names it (etcd)
 
 
 class DataPath(Protocol):

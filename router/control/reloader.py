@@ -225,7 +225,7 @@ class Reloader:
             if plan.unsafe and not force:
                 return self.refuse(ReloadResult(UNSAFE, source, plan=plan), started)
         try:
-            await self.data_path.apply(valid, PinEdit(op, base, origin.edits + 1))
+            await self.data_path.apply(valid, PinEdit(op, base, origin.edits + 1, label))
         except ConfigError as exc:
             return self.refuse(ReloadResult(INVALID, source, errors=exc.errors), started)
         if label is None:

@@ -190,7 +190,8 @@ class Worker:
                 self._exit_code = EXIT_OUT_OF_SYNC
                 self.stopping.set()
                 return
-            valid = apply_op(current.valid, msg["op"], base_version=msg["base"], edits=msg["edits"])
+            valid = apply_op(current.valid, msg["op"], base_version=msg["base"], edits=msg["edits"],
+                             label=msg["label"])
             self.state.swap(build_snapshot(valid, loaded_at=msg["at"], extra_sources=self.spec.extra_sources))
         self.channel.answer(msg, digest=self.state.snapshot.digest)
 
