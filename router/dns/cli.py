@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 
+from router.control.etcd_source import Layout, client_for
 from router.dns.config import load_dns_config
+from router.dns.lock import EtcdLock, FencedProvider
 from router.dns.metrics import DnsMetrics, start_server
 from router.dns.providers import make_provider
 from router.dns.registry import make_registry
 from router.dns.sync import EXIT_ERROR, EXIT_OK, Updater
 from router.errors import ConfigError
+from router.etcd.errors import EtcdError
 
 log = logging.getLogger("stamp_router.dns")
 
@@ -33,8 +38,45 @@ def _setup_logging() -> None:
 def build(config_path: str, *, always_print: bool) -> Updater:
     cfg = load_dns_config(config_path)
     provider = make_provider(cfg)
+    if cfg.lock is not None:
+        provider = FencedProvider(provider, make_lock(cfg, os.path.dirname(os.path.abspath(config_path))))
     return Updater(cfg, provider, make_registry(cfg.source), metrics=DnsMetrics(),
                    always_print=always_print)
+
+
+def make_lock(cfg, base_dir: str) -> EtcdLock:
+    lock = cfg.lock
+    try:
+        client = client_for(lock.etcd, lambda p: os.path.join(base_dir, os.path.expanduser(p)))
+    except OSError as exc:
+        raise ConfigError([("lock.etcd.password_file", f"cannot read it: {exc.strerror}")]) from None
+    key = Layout(lock.etcd.prefix).root + b"dns-lock/" + (lock.name or cfg.sync.owner_id).encode()
+    return EtcdLock(client, key, lock.ttl, lock.identity or f"{socket.gethostname()}:{os.getpid()}")
+
+
+def _lock_of(updater: Updater) -> EtcdLock | None:
+    return updater.provider.lock if isinstance(updater.provider, FencedProvider) else None
+
+
+async def _led(updater: Updater, lock: EtcdLock, stop: asyncio.Event, *, dry_run: bool, force: bool) -> None:
+    """Passes only while this replica holds the lock; campaign again when it is lost."""
+    try:
+        while await lock.acquire(stop):
+            halt = asyncio.Event()
+            watchers = [asyncio.ensure_future(e.wait()) for e in (stop, lock.lost)]
+            for w in watchers:
+                w.add_done_callback(lambda _: halt.set())
+            try:
+                await updater.run(dry_run=dry_run, force=force, stop=halt)
+            finally:
+                for w in watchers:
+                    w.cancel()
+            if stop.is_set():
+                break
+            await lock.release()
+    finally:
+        await lock.release()
+        await lock.client.close()
 
 
 async def _loop(updater: Updater, *, dry_run: bool, force: bool) -> int:
@@ -53,7 +95,11 @@ async def _loop(updater: Updater, *, dry_run: bool, force: bool) -> int:
                 return EXIT_ERROR
         log.info("dns sync: %s every %gs, owner %s", updater.provider.describe(),
                  updater.cfg.sync.interval, updater.cfg.sync.owner_id)
-        await updater.run(dry_run=dry_run, force=force, stop=stop)
+        lock = _lock_of(updater)
+        if lock is not None and not dry_run:
+            await _led(updater, lock, stop, dry_run=dry_run, force=force)
+        else:
+            await updater.run(dry_run=dry_run, force=force, stop=stop)
         return EXIT_OK
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -64,11 +110,34 @@ async def _loop(updater: Updater, *, dry_run: bool, force: bool) -> int:
 
 
 async def _once(updater: Updater, *, dry_run: bool, force: bool) -> int:
+    lock = _lock_of(updater)
     try:
+        if lock is not None and not dry_run:
+            # One pass, if no other replica is active: --once never waits its turn.
+            try:
+                taken_at = await lock.try_acquire()
+            except EtcdError as exc:
+                log.error("dns sync: cannot take the lock: etcd: %s", exc)
+                return EXIT_ERROR
+            if taken_at is not None:
+                holder = await _quiet_get(lock)
+                log.error("dns sync: another updater (%s) holds the lock %s; nothing done", holder, lock.key.decode())
+                return EXIT_ERROR
         result = await updater.sync_once(dry_run=dry_run, force=force)
     finally:
+        if lock is not None:
+            await lock.release()
+            await lock.client.close()
         await updater.provider.close()
     return result.exit_code
+
+
+async def _quiet_get(lock: EtcdLock) -> str:
+    try:
+        kv = await lock.client.get(lock.key)
+    except EtcdError:
+        return "unknown"
+    return kv.value.decode("utf-8", "replace") if kv else "gone since"
 
 
 def run(args) -> int:

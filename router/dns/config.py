@@ -15,7 +15,7 @@ import dns.name
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from router.config.load import loc_to_path, parse_document, read_config_file
-from router.config.schema import Duration, HostPort
+from router.config.schema import Duration, Etcd, HostPort
 from router.errors import ConfigError
 
 RecordType = Literal["A", "AAAA", "SRV"]
@@ -113,11 +113,22 @@ class RecordEntry(Section):
         return self
 
 
+class Lock(Section):
+    """One active updater among replicas (router.dns.lock; docs/dns.md)."""
+
+    kind: Literal["etcd"] = Field(description="Where the lock lives: etcd.")
+    etcd: Etcd = Field(description="Which etcd: the same table as a router's [control.etcd]; the lock key is PREFIX/dns-lock/NAME.")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="The lock's name; replicas of one updater share it. Defaults to sync.owner_id.")
+    ttl: int = Field(10, ge=3, le=3600, description="Lease seconds: a replica that dies is replaced within this; a cut-off one stops writing within half of it.")
+    identity: str | None = Field(None, description="What the lock key holds while this replica is active (logged by the others); defaults to HOST:PID.")
+
+
 class DnsConfig(Section):
     source: Source
     provider: Provider
     sync: Sync
     metrics: Metrics = Field(default_factory=Metrics)
+    lock: Lock | None = None
     records: list[RecordEntry] = Field(min_length=1)
 
     @property

@@ -126,6 +126,11 @@ def compare_mod_revision(key: bytes, op: str, revision: int, range_end: bytes | 
     return cmp
 
 
+def compare_absent(key: bytes) -> dict[str, Any]:
+    """True while `key` does not exist (its create revision is 0)."""
+    return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+
+
 def compare_lease(key: bytes, lease: int) -> dict[str, Any]:
     """True while `key` is held by `lease` (fencing a write on a lock's ownership)."""
     return {"key": b64(key), "target": "LEASE", "result": "EQUAL", "lease": str(lease)}
