@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # gRPC status codes the gateway passes on.
 INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED = 3, 5, 7
-FAILED_PRECONDITION, OUT_OF_RANGE, UNAVAILABLE, UNAUTHENTICATED = 9, 11, 14, 16
+OUT_OF_RANGE, UNAVAILABLE, UNAUTHENTICATED = 11, 14, 16
 
 
 class EtcdError(Exception):
@@ -51,7 +51,7 @@ def from_answer(body: dict, status: int) -> EtcdError:
         return EtcdCompacted(message)
     if code == UNAVAILABLE or status in (502, 503, 504) or "no leader" in message or "timed out" in message:
         return EtcdUnavailable(message, code)
-    if code in (UNAUTHENTICATED, PERMISSION_DENIED) or "auth" in message and code == FAILED_PRECONDITION:
+    if code in (UNAUTHENTICATED, PERMISSION_DENIED) or any(w in message for w in ("auth", "permission denied", "user name")):
         return EtcdAuthError(message, code)
     if "too large" in message or "larger than max" in message or "too many operations" in message:
         return EtcdTooLarge(message, code)

@@ -180,3 +180,18 @@ def test_start_with_etcd_down_serves_the_last_known_good(tmp_path, etcd, fleet):
     wait_until(lambda: route(router, "acme") == "eu-1", 20, message="caught up once etcd is back")
     info = router.admin_json("/config")
     assert info["lkg"] is False and info["etcd"]["revision"] >= rev
+
+
+def test_a_member_that_hangs_is_noticed_and_caught_up_with(etcd, fleet):
+    # A stopped etcd keeps its connections open and answers nothing: what a partitioned
+    # member looks like to a watch. The watch's health check notices.
+    seed(etcd, *fleet.backends, {"acme": "eu-1"})
+    (router,) = fleet(1)
+    etcd.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: router.admin_json("/config")["etcd"]["state"] == "down", 15, message="etcd seen hung")
+        assert route(router, "acme") == "eu-1"
+    finally:
+        etcd.proc.send_signal(signal.SIGCONT)
+    rev = etcd.put(f"{PREFIX}/tenants/acme", '"eu-2"')
+    wait_until(lambda: route(router, "acme") == "eu-2" and revision(router) >= rev, 20, message="caught up")

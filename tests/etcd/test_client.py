@@ -4,11 +4,13 @@ compaction and leases, each as a typed result or error."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 
 import pytest
 
 from router.etcd.client import (EtcdClient, compare_lease, compare_mod_revision, delete_op, prefix_end, put_op)
-from router.etcd.errors import EtcdCompacted, EtcdLeaseLost, EtcdTooLarge, EtcdUnavailable
+from router.etcd.errors import EtcdAuthError, EtcdCompacted, EtcdLeaseLost, EtcdTooLarge, EtcdUnavailable
 from tests.support.servers import free_port
 
 
@@ -109,4 +111,25 @@ def test_unreachable_endpoints_are_unavailable_and_the_next_one_answers(etcd):
             await c.put(b"/k", b"v")
             assert (await c.get(b"/k")).value == b"v"
             assert c.endpoint == etcd.url
+    run(main())
+
+
+def test_user_and_password(etcd):
+    subprocess.run(["etcdctl", "--endpoints", etcd.url, "user", "add", "root:secret-pw"], check=True,
+                   capture_output=True, env={**os.environ, "ETCDCTL_API": "3"})
+    subprocess.run(["etcdctl", "--endpoints", etcd.url, "auth", "enable"], check=True, capture_output=True,
+                   env={**os.environ, "ETCDCTL_API": "3"})
+
+    async def main():
+        async with EtcdClient([etcd.url], user="root", password="secret-pw") as c:
+            await c.put(b"/a", b"1")
+            assert (await c.get(b"/a")).value == b"1"
+            c._token = "expired-token"              # etcd's simple tokens expire: a new one is taken
+            assert (await c.get(b"/a")).value == b"1"
+        async with EtcdClient([etcd.url], user="root", password="wrong") as c:
+            with pytest.raises(EtcdAuthError):
+                await c.get(b"/a")
+        async with EtcdClient([etcd.url]) as c:
+            with pytest.raises(EtcdAuthError):
+                await c.get(b"/a")
     run(main())
