@@ -245,8 +245,10 @@ class Supervisor:
             try:
                 await self.takeover.start()
             except OSError as exc:
-                log.warning("no takeover socket in %s (serve --takeover cannot replace this router): %s",
-                            store.dir, exc)
+                # An unusable state_dir was said already, in one line: this is its consequence.
+                said = self.control.reloader.persist_error is not None
+                (log.info if said else log.warning)(
+                    "no takeover socket in %s (serve --takeover cannot replace this router): %s", store.dir, exc)
                 self.takeover = None
         log.info("serving on %s with %d worker(s), admin on %s, config %s", cfg.listen.http, count,
                  cfg.admin.listen, snap.version)
@@ -356,8 +358,9 @@ async def _run(config_path: str, handover: Handover | None) -> int:
     except StateDirInUse as exc:
         _print_errors(ConfigError([("control.state_dir", str(exc))]))
         return 1
-    if unlocked:
+    if unlocked and unlocked != start.state_dir_problem:    # one line per state_dir problem
         start.warnings.append(unlocked)
+        start.state_dir_problem = unlocked
     for warning in start.warnings:
         log.warning("%s", warning)
     cfg = start.valid.config

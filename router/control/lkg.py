@@ -21,6 +21,7 @@ Everything here blocks; the reloader calls it in a worker thread.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -45,6 +46,26 @@ class StateDirInUse(Exception):
         self.state_dir, self.holder_pid = state_dir, holder_pid
         super().__init__(f"{state_dir} is in use by another stamp-router process (pid {holder_pid}); "
                          "routers running side by side need a state_dir each")
+
+
+class StateDirUnusable(ValueError):
+    """control.state_dir cannot hold the last known good: the router serves without it."""
+
+
+def state_dir_error(state_dir: str, exc: OSError) -> str:
+    """One line saying what is wrong with the state directory, for an operator to fix."""
+    where = f"control.state_dir {state_dir}"
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        what = "is not a directory (a file, or a path through one, is in the way)"
+    elif isinstance(exc, PermissionError):
+        what = f"cannot be written by this process (uid {os.getuid()})"
+    elif exc.errno == errno.EROFS:
+        what = "is on a read-only filesystem"
+    elif exc.errno == errno.ENOSPC:
+        what = "is on a full filesystem"
+    else:
+        what = f"cannot be used: {exc.strerror or exc}"
+    return f"{where} {what}: the last known good config is not kept"
 
 
 @dataclass
@@ -81,7 +102,7 @@ class LkgStore:
             os.makedirs(self.dir, exist_ok=True)
             fh = open(os.path.join(self.dir, LOCK_NAME), "a+b")
         except OSError as exc:
-            return f"cannot lock control.state_dir {self.dir}: {exc}"
+            return state_dir_error(self.dir, exc)
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -179,6 +200,8 @@ class LkgStore:
                 data = fh.read()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StateDirUnusable(state_dir_error(self.dir, exc)) from None
         try:
             raw = orjson.loads(data)
             meta, document, pins, modes = raw["meta"], raw["document"], raw["pins"], raw["modes"]

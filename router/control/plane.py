@@ -55,6 +55,7 @@ class ControlPlane:
         self.reloader = Reloader(data_path, start.store, self.metrics, lambda: self.bootstrap, self.reaper)
         self.reloader.origin = start.origin
         self.reloader.last = start.last
+        self.reloader.persist_error = start.state_dir_problem      # already said at start
         self.metrics.lkg_in_use.set(1 if start.origin.lkg else 0)
         self.metrics.last_success.set(1 if start.last.ok else 0)
         self._persist_at_start = start.persist

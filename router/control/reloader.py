@@ -32,7 +32,7 @@ from router.config.schema import Control
 from router.control.bulk import busy_worker
 from router.control.candidate import Bootstrap, Candidate, prepare
 from router.control.guard import DropPlan, plan_drop
-from router.control.lkg import JOURNAL_COMPACT, LkgStore, lkg_meta
+from router.control.lkg import JOURNAL_COMPACT, LkgStore, lkg_meta, state_dir_error
 from router.control.metrics import ControlMetrics
 from router.control.pins import apply_op, check_op, deletes, is_noop
 from router.control.port import DataPath, PinEdit
@@ -116,6 +116,9 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._persist_tail: asyncio.Task[bool] | None = None
         self._persist_next: dict[str, bool] | None = None   # the tail's: is the write after it whole?
+        # The last write failure, logged once: every further one only counts in the metric
+        # until a write succeeds (a read-only state_dir would log a line per change).
+        self.persist_error: str | None = None
 
     @property
     def current(self) -> ValidConfig:
@@ -304,12 +307,18 @@ class Reloader:
                 ok = await write()
             except OSError as exc:
                 self.metrics.lkg_write_errors.inc()
-                log.error("cannot persist the last known good config in %s: %s", self.store and self.store.dir, exc)
+                message = state_dir_error(self.store.dir, exc) if self.store is not None else str(exc)
+                if message != self.persist_error:
+                    log.error("%s", message)
+                self.persist_error = message
                 ok = False
             except Exception:  # noqa: BLE001 - a failed write must not stop the ones queued after it
                 self.metrics.lkg_write_errors.inc()
                 log.exception("persisting the last known good failed")
                 ok = False
+            if ok and self.persist_error is not None and self.store is not None:
+                log.info("control.state_dir %s: the last known good config is kept again", self.store.dir)
+                self.persist_error = None
             if result is not None:
                 result.persisted = ok
             return ok

@@ -35,7 +35,7 @@ from router.control.candidate import (PROCESS_SECTIONS, Bootstrap, Candidate, bo
                                       read_bootstrap, sniff_format)
 from router.control.etcd_source import first_read
 from router.control.guard import plan_drop
-from router.control.lkg import LkgRecord, LkgStore
+from router.control.lkg import LkgRecord, LkgStore, StateDirUnusable
 from router.control.pins import apply_op, check_op
 from router.control.reloader import APPLIED, INVALID, UNSAFE, Origin, ReloadResult
 from router.control.sources import HttpPoller, fingerprint
@@ -60,6 +60,7 @@ class Start:
     warnings: list[str] = field(default_factory=list)
     seen: dict[str, tuple | None] = field(default_factory=dict)   # file fingerprints before reading
     etcd_revision: int | None = None  # the revision etcd was read at, if it was
+    state_dir_problem: str | None = None   # why control.state_dir cannot keep the LKG (one of warnings)
 
 
 async def choose_start(config_path: str) -> Start:
@@ -107,18 +108,22 @@ async def choose_start(config_path: str) -> Start:
         primary, errors = _try(Candidate("file", bootstrap.path, bootstrap.data, format_of(bootstrap.path)),
                                bootstrap, overlay=False)
 
-    lkg = None
+    lkg = state_dir_problem = None
     try:
         record = store.load()
         if record is not None and primary is None:
             bootstrap = _fill_sections(bootstrap, record, warnings)
         lkg = from_record(record, bootstrap) if record is not None else None
+    except StateDirUnusable as exc:
+        state_dir_problem = str(exc)
+        warnings.append(state_dir_problem)
     except (ValueError, ConfigError) as exc:
         warnings.append(f"the last known good config in {store.dir} cannot be used: {exc}")
 
     def start(valid: ValidConfig, origin: Origin, last: ReloadResult, *, persist: bool) -> Start:
         return Start(valid, bootstrap, store, origin, last, persist=persist, etag=etag, body=body,
-                     warnings=warnings, seen=seen, etcd_revision=etcd_revision)
+                     warnings=warnings, seen=seen, etcd_revision=etcd_revision,
+                     state_dir_problem=state_dir_problem)
 
     if primary is not None:
         if lkg is not None:
