@@ -1,27 +1,36 @@
 # stamp-router: the router and its admin API in one process.
-#   docker build -t stamp-router .
-#   docker run -p 8080:8080 -v /path/to/conf:/etc/stamp-router:ro stamp-router
+#   docker build -t stamp-router .                       # with the Route 53 provider's SDK
+#   docker build --build-arg EXTRAS= -t stamp-router .   # without it
+#   docker run -p 8080:8080 -v /path/to/conf:/etc/stamp-router:ro -v stamp-state:/var/lib/stamp-router stamp-router
 # The config is mounted, not baked in: it names the stamps, which differ per deployment.
 FROM python:3.11-slim
+
+# Optional dependency groups of pyproject.toml; route53 brings boto3 for `dns sync`.
+ARG EXTRAS=route53
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # The last known good config goes to the image's volume, whatever control.state_dir
+    # says: its default is relative to the config, which is mounted read-only.
+    STAMP_ROUTER_STATE_DIR=/var/lib/stamp-router
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# The same pinned versions as `make` (constraints.txt; `make constraints` updates it).
+COPY constraints.txt pyproject.toml README.md ./
 COPY router ./router
-RUN pip install . \
+RUN pip install -c constraints.txt ".${EXTRAS:+[$EXTRAS]}" \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin stamp-router \
     && mkdir -p /etc/stamp-router /var/lib/stamp-router \
     && chown stamp-router /var/lib/stamp-router
 
 USER stamp-router
-# The last known good config lives here (control.state_dir); mount a volume to keep it
-# across restarts.
+# Mount a volume here to keep the last known good across restarts.
 VOLUME ["/var/lib/stamp-router"]
-EXPOSE 8080 9901
+# The proxy only: the admin API listens on loopback by default (admin.listen), so it is
+# not reachable from outside the container unless the config says otherwise.
+EXPOSE 8080
 
 # slim has no curl; the admin API listens on loopback by default, which is inside the
 # container's own network namespace, so the probe reaches it.

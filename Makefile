@@ -5,14 +5,18 @@ VENV        ?= .venv
 PYTHON      ?= python3
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed-stamp
+# What the demo needs, no more: `make run` does not install the test dependencies.
+RUN_STAMP   := $(VENV)/.installed-run
+# Every Python dependency pinned (pip -c): the same versions here and in the Dockerfile.
+CONSTRAINTS := constraints.txt
 # Real DNS servers for the updater's provider tests (see docs/dns.md); etcd for the etcd
 # config source and the updater's lock (docs/control-plane.md).
 TEST_DEBS   := bind9 bind9-utils knot knot-dnsutils pdns-server pdns-backend-sqlite3 sqlite3 etcd-server etcd-client
 BENCH_DEBS  := wrk haproxy nginx-light strace
 
-.PHONY: run test venv system-deps bench schema check clean
+.PHONY: run test venv system-deps bench schema check clean constraints
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/stamp-router demo
 
 test: $(STAMP) system-deps
@@ -20,12 +24,26 @@ test: $(STAMP) system-deps
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e .
 	touch $@
+
+$(STAMP): $(RUN_STAMP)
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test]'
+	touch $@
+
+# Re-pin every dependency to the newest versions pyproject.toml allows, in a scratch
+# venv: review the diff of constraints.txt, run make test, commit both.
+constraints:
+	rm -rf .venv-constraints && $(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install -q '.[test,route53]'
+	{ echo "# Pinned versions of every Python package the router, its tests and the container install."; \
+	  echo "# Used by make (pip -c) and the Dockerfile. Update: make constraints (docs/operations.md)."; \
+	  .venv-constraints/bin/pip freeze --exclude-editable | grep -iv '^stamp[-_]router'; } > $(CONSTRAINTS)
+	rm -rf .venv-constraints
 
 # Installs only what is missing, so a warm machine pays nothing.
 system-deps:
@@ -41,7 +59,7 @@ bench: $(STAMP)
 	@missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test,bench]'
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 schema: $(STAMP)
