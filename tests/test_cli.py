@@ -1,7 +1,9 @@
 """The command line, run as a subprocess: `check`, `route` and `schema`."""
 
+import argparse
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -105,3 +107,71 @@ def test_schema_prints_the_json_schema():
     run = cli("schema")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == json_schema()
+
+
+def test_version_names_the_release_and_the_build():
+    run = cli("--version")
+    assert run.returncode == 0
+    assert re.fullmatch(r"stamp-router \S+ \((pure Python|compiled[^)]*)\)\n", run.stdout), run.stdout
+
+
+def _parsers(parser, path=()):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_subcommand_has_a_paragraph_and_every_option_help_with_its_default():
+    from router.cli import build_parser
+    for path, parser in _parsers(build_parser()):
+        if path:
+            assert parser.description and len(parser.description) > 30, path
+        text = parser.format_help()
+        for action in parser._actions:
+            if action.dest == "help" or isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, (path, action.dest)
+            if action.option_strings and action.default not in (None, False) and action.dest != "version":
+                flat = " ".join(text.split())
+                assert f"default: {action.default})" in flat or f"default {action.default})" in flat, (path, action.dest)
+
+
+def test_route_with_tenant_and_host_shows_which_source_wins():
+    run = cli("route", "-c", "config/demo.toml", "--tenant", "acme", "--host", "newco.localhost")
+    out = json.loads(run.stdout)
+    # routing.sources is ["subdomain", "header"]: the subdomain is tried first and wins
+    assert (out["tenant"], out["source"]) == ("newco", "subdomain")
+    assert out["considered"][0] == "subdomain: tenant 'newco'"
+
+
+def test_dns_check_validates_a_dns_config_offline(tmp_path):
+    run = cli("dns", "check", "config/dns-example.toml")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("ok: config/dns-example.toml: provider rfc2136, zone example.com., ")
+    bad = tmp_path / "dns.toml"
+    bad.write_text((REPO / "config" / "dns-example.toml").read_text().replace('interval = "10s"', 'interval = "-5s"', 1))
+    run = cli("dns", "check", str(bad))
+    assert run.returncode == 1
+    assert "sync.interval: a duration cannot be negative: '-5s'" in run.stderr
+
+
+def test_check_on_a_dns_config_points_to_dns_check():
+    run = cli("check", "config/dns-example.toml")
+    assert run.returncode == 1
+    assert run.stderr == ("config/dns-example.toml is a DNS updater config, not a router config: "
+                          "check it with `stamp-router dns check config/dns-example.toml`\n")
+
+
+def test_schema_errors_read_as_the_operators_words(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[listen]\nmax_connections = "lots"\n[timeouts]\nconnect = "-2s"\n[routing]\nunpinned = "maybe"\n'
+                    '[[stamps]]\nname = "a"\nregion = "eu"\nbackends = []\n')
+    run = cli("check", str(path))
+    assert run.stderr.splitlines() == [
+        "listen.max_connections: must be a whole number, not 'lots'",
+        "routing.unpinned: must be one of 'hash' or 'reject', not 'maybe'",
+        "timeouts.connect: a duration cannot be negative: '-2s'",
+        "stamps[0].backends: needs at least 1 item",
+    ]

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, get_args
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from router.config.messages import schema_message
 from router.config.schema import Config
 from router.config.validate import check_cross_fields, check_pins
 from router.errors import ConfigError
@@ -104,7 +105,7 @@ def _schema_errors(exc: ValidationError) -> list[tuple[str, str]]:
     for err in exc.errors(include_url=False):
         # Union members and validator wrappers add noise entries to loc.
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p in ("str", "list[str]", "Pin"))))
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = schema_message(err)
         if err["type"] == "extra_forbidden":
             msg = "unknown key" + _did_you_mean(loc)
         errors.append((loc_to_path(loc), msg))

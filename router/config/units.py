@@ -34,6 +34,8 @@ def parse_duration(value: object) -> float:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("a duration is a number of seconds or a string like \"2s\"")
     pos, total, text = 0, 0.0, value.strip()
+    if text.startswith("-"):
+        raise ValueError(f"a duration cannot be negative: {value!r}")
     while pos < len(text):
         m = _DURATION_RE.match(text, pos)
         if not m:

@@ -15,6 +15,7 @@ import dns.name
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from router.config.load import loc_to_path, parse_document, read_config_file
+from router.config.messages import schema_message
 from router.config.schema import Duration, Etcd, HostPort
 from router.errors import ConfigError
 
@@ -205,7 +206,7 @@ def _schema_errors(exc: ValidationError) -> list[tuple[str, str]]:
         # A discriminated union puts the chosen tag into the location; the path the
         # operator wrote has no such step.
         loc = tuple(p for p in err["loc"] if p not in _PROVIDER_KINDS and not str(p).startswith("function-"))
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = schema_message(err)
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "union_tag_invalid":

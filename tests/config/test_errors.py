@@ -320,8 +320,8 @@ def test_bad_forwarding_settings_name_their_entry(line, path, problem):
 
 @pytest.mark.parametrize(("line", "problem"), [
     ("tenant_rate = inf", "finite number"),
-    ("tenant_rate = -1", "greater than or equal to 0"),
-    ("tenant_burst = 0", "greater than or equal to 1"),
+    ("tenant_rate = -1", "must be at least 0, not -1"),
+    ("tenant_burst = 0", "must be at least 1, not 0"),
 ])
 def test_bad_tenant_limits_name_their_field(line, problem):
     key = line.split(" ", 1)[0]

@@ -28,7 +28,7 @@ def test_parse_duration_accepts(text, seconds):
     ("2", "unit"),          # a bare string number is ambiguous (seconds? ms?)
     ("2x", "unit"),
     ("s", "unit"),
-    ("-1s", "unit"),
+    ("-1s", "cannot be negative"),
     ("1s-", "unit"),
     ("", "a duration is"),
     ("   ", "a duration is"),
