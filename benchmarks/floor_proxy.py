@@ -5,7 +5,7 @@ headers, X-Request-ID, pooled keep-alive upstreams, X-Stamp on the response).
 It has none of the router's safety (no limits, deadlines, retries, health, metrics,
 request bodies, chunked responses, pipelining or smuggling checks). Measured next to the
 router it shows how much of the router's cost is Python + uvloop itself and how much is
-everything the router does on top; design.md section 6 quotes such a proxy at ~20 µs.
+everything the router does on top.
 
     python floor_proxy.py PORT TENANTS_JSON STAMP=HOST:PORT ...
 """

@@ -45,7 +45,7 @@ def _f(value, fmt: str, dash: str = "–") -> str:
 
 
 def bar_checks(doc: dict) -> list[tuple[str, str, str]]:
-    """design.md section 7 and issue 8's bar, each as (target, measured, verdict)."""
+    """The project's speed targets (benchmarks/README.md) and issue 8's bar, each as (target, measured, verdict)."""
     checks = []
     sc = doc["scenarios"]
     hdr = sc.get("header", {}).get("ratios", {}).get("router/haproxy", {})
@@ -127,7 +127,7 @@ def markdown(doc: dict) -> str:
             f"{_f(r.get('rps_spread'), '.0%')} |")
     checks = bar_checks(doc)
     if checks:
-        lines += ["", "## Against the targets (design.md section 7)", "", "| target | measured | |", "|---|---|---|"]
+        lines += ["", "## Against the targets", "", "| target | measured | |", "|---|---|---|"]
         lines += [f"| {t} | {v} | {ok} |" for t, v, ok in checks]
     pins = doc["scenarios"].get("pins")
     if pins and pins.get("ratios"):

@@ -322,8 +322,8 @@ def scenario_reload(bench: Bench) -> dict:
     """Latency during full-table reloads: benchmarks/reload_latency.py owns this measurement
     (its own router, backends and paced load); the harness runs it twice and keeps its JSON.
 
-    `result`: changes 3 s apart, each reload on its own (design.md section 7's "reload of
-    the full table within 2 s"); `back_to_back`: the next change as soon as the last one is
+    `result`: changes 3 s apart, each reload on its own (the target of a
+    full-table reload within 2 s, docs/control-plane.md); `back_to_back`: the next change as soon as the last one is
     served, so each reload also competes with the one before's background work (writing
     the last known good, freeing the old table): a stress figure, reported beside it.
     """

@@ -1,4 +1,4 @@
-"""Routing table at scale: 1,000,000 pins from a tenants_file (design.md section 7).
+"""Routing table at scale: 1,000,000 pins from a tenants_file (docs/control-plane.md, "Large tables").
 
 Measures, each in a fresh interpreter so that one measurement cannot warm or bloat the
 next:

@@ -1,6 +1,6 @@
 """The systems under test and the backend, each configured for the same routing.
 
-"The same routing" (design.md section 3) means, for every system:
+"The same routing" (docs/config.md, docs/operations.md) means, for every system:
   - the tenant comes from X-Tenant-ID, from the first Host label under bench.test, or
     from the `tid` claim of a verified RS256 bearer token;
   - a map (tenant -> stamp) picks the stamp; a tenant not in it gets 404 (every tenant

@@ -175,3 +175,49 @@ def test_schema_errors_read_as_the_operators_words(tmp_path):
         "timeouts.connect: a duration cannot be negative: '-2s'",
         "stamps[0].backends: needs at least 1 item",
     ]
+
+
+def _smallest_config() -> str:
+    doc = (REPO / "docs" / "config.md").read_text()
+    section = doc.split("## The smallest config", 1)[1]
+    return section.split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_smallest_config_of_the_docs_is_accepted_and_served(tmp_path):
+    import threading
+    import tomllib
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.support.router_proc import RouterProcess
+
+    text = _smallest_config()
+    (tmp_path / "smallest.toml").write_text(text)
+    run = cli("check", str(tmp_path / "smallest.toml"))
+    assert (run.returncode, run.stderr) == (0, ""), run.stderr
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    [stamp] = tomllib.loads(text)["stamps"]
+    stamp["backends"] = [f"127.0.0.1:{backend.server_address[1]}"]
+    # Only the addresses are the test's own: listeners on free ports, state in tmp_path.
+    router = RouterProcess(tmp_path, {"stamps": [stamp]}).start()
+    try:
+        status, headers, body = router.request("GET", "/", headers={"X-Tenant-ID": "acme"})
+        assert (status, body) == (200, b"ok")
+        assert headers.get("x-stamp") == "main"
+        status, _, body = router.request("GET", "/", headers={"Host": "acme.localhost"})
+        assert status == 404 and b"no_route" in body       # no domains: no subdomain routing
+    finally:
+        router.stop()
+        backend.shutdown()
+        backend.server_close()

@@ -187,7 +187,7 @@ def _merge_plain_pins(table: dict, stamp_names: dict[str, str], pins: dict[str, 
     finds and words each problem.
 
     The checks run in C over whole collections (no Python-level loop over the pins), so a
-    million-pin tenants_file validates within the reload budget (design.md section 7).
+    million-pin tenants_file validates within the reload budget (the 2 s reload target: docs/control-plane.md).
     """
     try:
         used, odd = set(table.values()), []

@@ -8,7 +8,7 @@ computed against the config being served, and the threshold is the running confi
 so a candidate cannot lower the bar it is judged by.
 
 Counting what a million-pin candidate drops is a million lookups in a table too big for
-the CPU caches: 0.3-0.7 s of a reload that has 2 s in all (design.md section 7), and it
+the CPU caches: 0.3-0.7 s of a reload that has 2 s in all (docs/control-plane.md), and it
 holds the GIL the data path needs. A large table is judged on a random sample first. A
 sample of 4,096 pins estimates the dropped share within 0.8 points (one standard
 deviation, at worst); a candidate whose estimate is more than six deviations below the

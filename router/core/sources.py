@@ -1,4 +1,4 @@
-"""The tenant source chain (design.md section 3.1).
+"""The tenant source chain (docs/config.md, routing.sources).
 
 Each source looks at the request facts and returns a tenant id, None ("not here, try
 the next source"), or raises `TenantRejected` ("here, and wrong": never fall through).

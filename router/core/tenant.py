@@ -1,4 +1,4 @@
-"""What a tenant id is (design.md section 3.1)."""
+"""What a tenant id is (docs/config.md: 1 to 128 of A-Z a-z 0-9 . _ -)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The DNS updater's config (TOML): one pydantic model, every error with its path.
 
-Sections mirror design.md section 9. Unknown keys are errors, as in the router's config.
+Sections are documented in docs/dns.md. Unknown keys are errors, as in the router's config.
 Relative file paths (keys, state, router config, metrics textfile) are taken relative to
 the config file's directory, so a config and its key can move together.
 """

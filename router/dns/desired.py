@@ -1,6 +1,6 @@
 """The record sets the config asks for, given the stamps and which of them are published.
 
-Rules kept here (design.md section 9):
+Rules kept here (docs/dns.md):
 
 - A `[[records]]` entry takes the stamps of its region (all stamps without one) whose
   weight is above 0 and that have something to publish for its type: an IPv4 address

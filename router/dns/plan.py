@@ -1,6 +1,6 @@
 """Plan the difference between the desired sets and what the server holds; check it.
 
-Rules kept here (design.md section 9):
+Rules kept here (docs/dns.md, "Safety rules"):
 
 - Only owned keys change. A key is owned when its ownership TXT record names our
   owner id. A key with records but no ownership record, or with another owner's, is

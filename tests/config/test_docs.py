@@ -34,3 +34,32 @@ def test_top_level_keys_are_documented():
         "retry", "placement", "control", "process", "stamps", "tenants"}, "a new section needs its own part of docs/config.md"
     for name in TOP_LEVEL:
         assert f"`{name}`" in SECTIONS["Top level"], name
+
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_admin_api_contents_list_every_endpoint():
+    text = (REPO / "docs" / "admin-api.md").read_text()
+    headings = re.findall(r"^## ((?:GET|PUT|POST|PATCH|DELETE) \S+)$", text, re.M)
+    contents = re.findall(r"^- \[([^\]]+)\]\(#", text, re.M)
+    assert headings and [h for h in headings if h not in contents] == []
+
+
+def test_the_admin_token_row_names_every_kind_of_write():
+    row = next(line for line in SECTIONS["`[admin]`"].splitlines() if line.startswith("| `token_file`"))
+    for endpoint in ("PUT /config", "POST /config/reload", "/tenants/{id}", "PATCH /tenants"):
+        assert endpoint in row, endpoint
+
+
+def test_state_dir_says_what_it_is_relative_to():
+    row = next(line for line in SECTIONS["`[control]`"].splitlines() if line.startswith("| `state_dir`"))
+    assert "relative to the config file's directory" in row
+
+
+def test_nothing_in_the_repository_cites_the_design_document():
+    import subprocess
+    cited = "design" + ".md"      # spelled apart, so that this file does not cite it
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    citing = [f for f in files if (REPO / f).is_file() and cited in (REPO / f).read_text(errors="ignore")]
+    assert citing == []

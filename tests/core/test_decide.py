@@ -1,4 +1,4 @@
-"""decide(): stamp choice, anonymous requests, read-only pins, failover (design.md section 3)."""
+"""decide(): stamp choice, anonymous requests, read-only pins, failover (docs/config.md [routing], docs/operations.md)."""
 
 import pytest
 

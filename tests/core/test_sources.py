@@ -1,4 +1,4 @@
-"""Tenant sources on their own, and their order in the chain (design.md section 3.1)."""
+"""Tenant sources on their own, and their order in the chain (docs/config.md, routing.sources)."""
 
 import pytest
 

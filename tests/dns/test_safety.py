@@ -1,4 +1,4 @@
-"""The safety rules of design.md section 9, each on its own, through whole sync passes
+"""The safety rules of docs/dns.md, each on its own, through whole sync passes
 against an in-memory provider (the real servers repeat the ones that need a server)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The admin API (design.md section 5) and the access log."""
+"""The admin API (docs/admin-api.md) and the access log."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""What the router changes on the way through (design.md section 3 step 4) and what it keeps."""
+"""What the router changes on the way through (docs/operations.md) and what it keeps."""
 
 import json
 import socket

@@ -1,4 +1,4 @@
-"""Malformed and ambiguous requests (design.md section 8): refused with 400/431 (501 for a
+"""Malformed and ambiguous requests (docs/operations.md, what the router refuses): refused with 400/431 (501 for a
 transfer coding the router cannot undo), the connection closed, and not one byte
 forwarded to any upstream.
 
