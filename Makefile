@@ -11,7 +11,7 @@ RUN_STAMP   := $(VENV)/.installed-run
 CONSTRAINTS := constraints.txt
 # Real DNS servers for the updater's provider tests (see docs/dns.md); etcd for the etcd
 # config source and the updater's lock (docs/control-plane.md).
-TEST_DEBS   := bind9 bind9-utils knot knot-dnsutils pdns-server pdns-backend-sqlite3 sqlite3 etcd-server etcd-client
+TEST_DEBS   := bind9 bind9-utils knot knot-dnsutils pdns-server pdns-backend-sqlite3 sqlite3 etcd-server etcd-client openssl
 BENCH_DEBS  := wrk haproxy nginx-light strace
 
 .PHONY: run test venv system-deps bench schema check clean constraints

@@ -32,6 +32,7 @@ class ErrorKind(enum.Enum):
     RATE_LIMITED = "rate_limited"
     RESIDENCY_UNKNOWN = "residency_unknown"
     NO_RESIDENCY_STAMP = "no_residency_stamp"
+    MISDIRECTED = "misdirected"
 
 
 STATUS: dict[ErrorKind, int] = {
@@ -47,6 +48,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.UNKNOWN_HOST: 421,
     # RFC 9110 15.5.20: this router cannot answer for the request's residency.
     ErrorKind.RESIDENCY_UNKNOWN: 421,
+    ErrorKind.MISDIRECTED: 421,
     ErrorKind.RATE_LIMITED: 429,
     ErrorKind.HEADERS_TOO_LARGE: 431,
     ErrorKind.INTERNAL: 500,

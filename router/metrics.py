@@ -50,6 +50,9 @@ class ProxyMetrics(Collector):
         self.in_flight = 0
         self.connections_refused = 0
         self.proxy_protocol_errors = 0
+        self.misdirected = 0                      # 421: Host not the connection's SNI
+        self.redirects = 0                        # listen.redirect_http answers
+        self.tls_failures: dict[str, int] = {}    # failed handshakes by reason
         self.panic_routed: dict[str, int] = {}
         self._config_info = config_info
         if registry is not None:
@@ -84,6 +87,7 @@ class ProxyMetrics(Collector):
             "panic_routed": dict(health.panic_routed) if health is not None else {},
             "open_connections": self.open_connections, "in_flight": self.in_flight,
             "connections_refused": self.connections_refused, "proxy_protocol_errors": self.proxy_protocol_errors,
+            "misdirected": self.misdirected, "redirects": self.redirects, "tls_failures": self.tls_failures,
         }
 
     def add(self, data: dict, gauges: bool = True) -> None:
@@ -98,15 +102,20 @@ class ProxyMetrics(Collector):
             self.upstream_errors[tuple(key)] = self.upstream_errors.get(tuple(key), 0) + n
         for *key, n in data["failovers"]:
             self.failovers[tuple(key)] = self.failovers.get(tuple(key), 0) + n
-        for table in ("rate_limits", "panic_routed"):
+        for table in ("rate_limits", "panic_routed", "tls_failures"):
             mine = getattr(self, table)
             for key, n in data[table].items():
                 mine[key] = mine.get(key, 0) + n
         self.connections_refused += data["connections_refused"]
         self.proxy_protocol_errors += data["proxy_protocol_errors"]
+        self.misdirected += data["misdirected"]
+        self.redirects += data["redirects"]
         if gauges:
             self.open_connections += data["open_connections"]
             self.in_flight += data["in_flight"]
+
+    def tls_handshake_failed(self, reason: str) -> None:
+        self.tls_failures[reason] = self.tls_failures.get(reason, 0) + 1
 
     def collect(self) -> Iterator:
         req = CounterMetricFamily("stamp_router_requests", "Requests answered, by stamp and status class.",
@@ -152,6 +161,16 @@ class ProxyMetrics(Collector):
         yield CounterMetricFamily("stamp_router_proxy_protocol_errors", "Client connections closed because they did "
                                   "not start with a valid PROXY protocol header (listen.proxy_protocol).",
                                   value=self.proxy_protocol_errors)
+        tls = CounterMetricFamily("stamp_router_tls_handshake_failures", "TLS handshakes on listen.https that "
+                                  "failed, by reason (plaintext_http, protocol_version, no_shared_cipher, unknown_sni, "
+                                  "client_certificate, timeout, closed, tls_error).", labels=["reason"])
+        for reason, n in list(self.tls_failures.items()):
+            tls.add_metric([reason], n)
+        yield tls
+        yield CounterMetricFamily("stamp_router_misdirected_requests", "Requests answered 421 because their Host "
+                                  "was not the name of their TLS connection (SNI).", value=self.misdirected)
+        yield CounterMetricFamily("stamp_router_http_redirects", "Requests on listen.http answered 308 to https "
+                                  "(listen.redirect_http).", value=self.redirects)
         info = self._config_info()
         if info:
             yield InfoMetricFamily("stamp_router_config", "The config being served.",

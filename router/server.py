@@ -48,12 +48,19 @@ from router.process.reports import REPORT_INTERVAL, ReportKind
 from router.process.takeover import Handover, TakeoverError, TakeoverServer, request_takeover
 from router.process.worker import WorkerSpec
 from router.state import RouterState
+from router.tls.runtime import TlsRuntime
+from router.tls.runtime import TlsRuntime
 
 log = logging.getLogger("stamp_router")
 
 # Seconds a /metrics scrape waits for the workers' counters; a worker slower than that
 # is shown with the counters it reported last (at most about a second old).
 COLLECT_TIMEOUT = 1.0
+
+
+def listening(listen) -> str:
+    return " and ".join(f"{scheme} {addr}" for scheme, addr in (("http", listen.http), ("https", listen.https))
+                        if addr)
 
 
 def worker_count(process: Process) -> int:
@@ -65,13 +72,16 @@ def worker_count(process: Process) -> int:
 
 class Supervisor:
     def __init__(self, start: Start, listeners: list[socket.socket], admin_listeners: list[socket.socket], *,
-                 config_path: str | None = None) -> None:
+                 config_path: str | None = None, https_listeners: list[socket.socket] | None = None) -> None:
         self.config_path = config_path
         self.listeners = listeners
+        self.https_listeners = https_listeners or []
+        self._tls_watch: asyncio.Task | None = None
         self.admin_listeners = admin_listeners
         self.shutting_down = False    # SIGTERM received: grace, then drain
         self.registry = CollectorRegistry()
-        self.health = HealthRegistry(self.registry)
+        self.tls = TlsRuntime(self.registry)
+        self.health = HealthRegistry(self.registry, tls_for=self.tls.upstream_for)
         self.jwt = self._jwt_runtime()
         self.initial: ValidConfig | None = start.valid
         self.state: RouterState | None = None
@@ -115,6 +125,7 @@ class Supervisor:
             return snap
         if self._sent_whole(valid):
             self.state.swap(snap)
+            self.tls.adopt(valid.config, valid.base_dir)
             await self.pool.ask_all(Kind.CONFIG, config=wire.dump(valid), at=snap.loaded_at)
             return snap
         self._next = snap
@@ -125,6 +136,7 @@ class Supervisor:
         finally:
             self._next = None
         self.state.swap(snap)
+        self.tls.adopt(valid.config, valid.base_dir)
         return snap
 
     def _sent_whole(self, valid: ValidConfig) -> bool:
@@ -143,6 +155,7 @@ class Supervisor:
             extra["jwt"] = self.jwt.source_factory
         elif "jwt" in valid.config.routing.sources:
             raise ConfigError([("routing.sources", "the jwt source is not available in this build")])
+        self.tls.prepare(valid)
         return build_snapshot(valid, loaded_at=time.time(), extra_sources=extra)
 
     # -- workers --------------------------------------------------------------------------
@@ -155,7 +168,8 @@ class Supervisor:
                           proxy_protocol=cfg.listen.proxy_protocol, access_log=cfg.admin.access_log,
                           drain_timeout=cfg.timeouts.drain, workers=worker_count(cfg.process), routable=routable, panic=panic,
                           extra_sources=extra, jwt=self.jwt, supervisor_pid=os.getpid(),
-                          close_fds=self._own_fds())
+                          close_fds=self._own_fds(), https_listeners=self.https_listeners,
+                          redirect_http=cfg.listen.redirect_http, tls=self.tls)
 
     def _own_fds(self) -> list[int]:
         store = self.control.reloader.store
@@ -222,6 +236,8 @@ class Supervisor:
         valid, self.initial = self.initial, None    # a reload must be able to free it
         snap = await self.build(valid)
         self.state = RouterState(snap, self.health)
+        # Before the workers fork: they share this process's TLS contexts (router.tls.server).
+        self.tls.adopt(valid.config, valid.base_dir)
         self.health.on_change = self._health_changed
         cfg = valid.config
         count = worker_count(cfg.process)
@@ -230,7 +246,8 @@ class Supervisor:
             log.warning("process.workers is %d, more than the %d CPUs this process may run on: "
                         "workers will share CPUs", count, cpus)
         admin = Admin(control=self.control, health=self.health, snapshot=self.snapshot, registry=self.registry,
-                      readiness=self.readiness, config_info=self.config_info, refresh_counters=self.refresh_counters)
+                      readiness=self.readiness, config_info=self.config_info, refresh_counters=self.refresh_counters,
+                      certs=self.tls.info)
         self._admin_runner = web.AppRunner(build_app(admin), access_log=None, handle_signals=False)
         await self._admin_runner.setup()
         for sock in self.admin_listeners:
@@ -238,6 +255,9 @@ class Supervisor:
         await self.health.start()
         await self.pool.start_generation(count)
         await self.control.start()
+        if self.tls.watched_paths():
+            self._tls_watch = asyncio.get_running_loop().create_task(
+                self.tls.watcher(lambda: self.state.snapshot.config.control.watch_interval).run())
         self._rebalancing = asyncio.get_running_loop().create_task(self._rebalance())
         store = self.control.reloader.store
         if store is not None:
@@ -250,8 +270,13 @@ class Supervisor:
                 (log.info if said else log.warning)(
                     "no takeover socket in %s (serve --takeover cannot replace this router): %s", store.dir, exc)
                 self.takeover = None
-        log.info("serving on %s with %d worker(s), admin on %s, config %s", cfg.listen.http, count,
+        log.info("serving on %s with %d worker(s), admin on %s, config %s", listening(cfg.listen), count,
                  cfg.admin.listen, snap.version)
+
+    def on_sighup(self) -> None:
+        """The config, and the certificates (this process's: the workers watch the files)."""
+        self.tls.reload_files("SIGHUP")
+        self.control.on_sighup()
 
     # -- a new router taking over (router.process.takeover) ------------------------------
     async def _hand_over(self) -> tuple[list[socket.socket], list[socket.socket]]:
@@ -272,6 +297,8 @@ class Supervisor:
             # Once handed over, the socket file in the state directory is the new router's.
             await self.takeover.close(unlink=not self.control.paused)
         await self.control.close()
+        if self._tls_watch is not None:
+            self._tls_watch.cancel()
         if self._rebalancing is not None:
             self._rebalancing.cancel()
         await self.pool.stop(cfg.timeouts.drain + 5.0)
@@ -280,7 +307,7 @@ class Supervisor:
             await self.jwt.close()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
-        for sock in self.listeners + self.admin_listeners:
+        for sock in self.listeners + self.https_listeners + self.admin_listeners:
             sock.close()
 
     async def run(self, on_serving: Callable[[], None] | None = None) -> int:
@@ -289,7 +316,7 @@ class Supervisor:
         # SIGTERM) as soon as the admin listener is up.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.control.on_sighup)   # its default would end the process
+        loop.add_signal_handler(signal.SIGHUP, self.on_sighup)   # its default would end the process
         try:
             await self.start()
         except WorkersFailed as exc:
@@ -299,7 +326,7 @@ class Supervisor:
         if on_serving is not None:
             on_serving()
         cfg = self.state.snapshot.config
-        print(f"stamp-router: ready, proxy {cfg.listen.http}, admin {cfg.admin.listen}", file=sys.stderr, flush=True)
+        print(f"stamp-router: ready, proxy {listening(cfg.listen)}, admin {cfg.admin.listen}", file=sys.stderr, flush=True)
         await self.stopping.wait()
         print("stamp-router: draining", file=sys.stderr, flush=True)
         await self.stop()
@@ -370,12 +397,21 @@ async def _run(config_path: str, handover: Handover | None) -> int:
                  len(listeners), len(admin_listeners))
     else:
         try:
-            listeners = open_listeners(cfg.listen.http, cfg.listen.backlog, cfg.listen.reuse_port)
+            listeners = open_listeners(cfg.listen.http, cfg.listen.backlog, cfg.listen.reuse_port) \
+                if cfg.listen.http else []
             admin_listeners = open_listeners(cfg.admin.listen, 128, False)
         except OSError as exc:
             print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
             return 1
-    supervisor = Supervisor(start, listeners, admin_listeners, config_path=config_path)
+    try:
+        # Not handed over by a takeover: a new router binds https itself (docs/operations.md).
+        https_listeners = open_listeners(cfg.listen.https, cfg.listen.backlog, cfg.listen.reuse_port) \
+            if cfg.listen.https else []
+    except OSError as exc:
+        print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
+        return 1
+    supervisor = Supervisor(start, listeners, admin_listeners, config_path=config_path,
+                            https_listeners=https_listeners)
     del start      # it holds the first config: a reload must be able to free that
     try:
         return await supervisor.run(on_serving=handover.release_old if handover is not None else None)

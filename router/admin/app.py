@@ -49,13 +49,20 @@ async def get_route(request: web.Request) -> web.Response:
     """Explain the decision the router would make now, with live health."""
     admin = request.app[ADMIN_KEY]
     q = request.query
-    if not any(k in q for k in ("tenant", "host", "token", "country")):
-        return json_response({"error": "give tenant, host, token or country as a query parameter"}, status=400)
+    if not any(k in q for k in ("tenant", "host", "token", "country", "client_cn")):
+        return json_response({"error": "give tenant, host, token, country or client_cn as a query parameter"},
+                             status=400)
     snap = admin.snapshot()
     facts = Facts.of(method=q.get("method", "GET"), host=q.get("host"), tenant=q.get("tenant"),
-                     token=q.get("token"), country=q.get("country"), client=q.get("client"))
+                     token=q.get("token"), country=q.get("country"), client=q.get("client"),
+                     client_cn=q.get("client_cn"))
     decision = decide(facts, snap, admin.health, time.time(), explain=True)
     return json_response(decision.as_dict())
+
+
+async def get_certs(request: web.Request) -> web.Response:
+    """The certificates served on listen.https: names, key type, expiry; never a key."""
+    return json_response(request.app[ADMIN_KEY].certs())
 
 
 def build_app(admin: Admin) -> web.Application:
@@ -67,5 +74,6 @@ def build_app(admin: Admin) -> web.Application:
     app.router.add_get("/config", get_config)
     app.router.add_get("/stamps", get_stamps)
     app.router.add_get("/route", get_route)
+    app.router.add_get("/certs", get_certs)
     writes.install(app)
     return app

@@ -23,6 +23,7 @@ class Admin:
     readiness: Callable[[], dict[str, Any]]
     config_info: Callable[[], dict[str, Any]]
     refresh_counters: Callable[[], Awaitable[None]]     # the workers' counters, now, before a scrape
+    certs: Callable[[], dict[str, Any]] = dict          # listen.https certificates (router.tls.runtime)
 
 
 ADMIN_KEY: web.AppKey[Admin] = web.AppKey("admin", Admin)

@@ -52,7 +52,7 @@ Size = Annotated[
         "description": "A size: bytes as an integer, or a string such as \"64KiB\", \"100MiB\".",
     }),
 ]
-Source = Literal["jwt", "subdomain", "header"]
+Source = Literal["jwt", "subdomain", "header", "mtls"]
 StampState = Literal["active", "draining", "offline"]
 PinMode = Literal["read-write", "read-only"]
 
@@ -61,8 +61,37 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Mozilla's "intermediate" TLS 1.2 suites (TLS 1.3 suites are OpenSSL's defaults, all
+# strong). The DHE suites stay in the list as Mozilla gives it; without DH parameters
+# OpenSSL never picks them.
+MOZILLA_INTERMEDIATE = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                        "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305")
+DEFAULT_HTTP = "0.0.0.0:8080"
+
+
+class Certificate(Section):
+    cert_file: str = Field(description="PEM certificate chain: the leaf first, then its intermediates.")
+    key_file: str = Field(description="PEM private key of the leaf (RSA or ECDSA), unencrypted.")
+
+
 class Listen(Section):
-    http: HostPort = Field("0.0.0.0:8080", description="Address of the proxy listener, host:port.")
+    http: HostPort | None = Field(None, description="Address of the plain-HTTP proxy listener, host:port. "
+                                  "Default \"0.0.0.0:8080\" unless https is set.")
+    https: HostPort | None = Field(None, description="Address of the TLS proxy listener, host:port; needs certificates.")
+    certificates: list[Certificate] = Field([], description="Certificate/key pairs served on https, chosen by SNI "
+                                            "among the names in the certificates; the first serves clients without SNI.")
+    require_sni: bool = Field(False, description="Refuse TLS handshakes without SNI or with a name no certificate covers "
+                              "(alert unrecognized_name), instead of serving the first certificate.")
+    redirect_http: bool = Field(False, description="The http listener answers every request 308 to the same URL on https.")
+    tls_ciphers: str = Field(MOZILLA_INTERMEDIATE, min_length=1, description="OpenSSL cipher list for TLS 1.2 "
+                             "(TLS 1.3 suites are OpenSSL's, all strong). Default: Mozilla's \"intermediate\" list.")
+    client_ca_file: str | None = Field(None, description="PEM CA bundle that client certificates must chain to (mTLS); "
+                                       "unset: no client certificate is asked for.")
+    client_verify: Literal["required", "optional"] = Field("required", description="With client_ca_file: \"required\" "
+                                                           "refuses a handshake without a valid client certificate; "
+                                                           "\"optional\" accepts one without (an invalid one is still refused).")
     max_connections: int = Field(10000, ge=1, description="Open client connections at most; further ones are closed at accept.")
     backlog: int = Field(1024, ge=1, description="listen(2) backlog.")
     forwarded_proto: Literal["http", "https"] = Field("http", description="X-Forwarded-Proto sent upstream: the scheme clients used to reach what is in front of the router (\"https\" when a load balancer in front ends TLS). A trusted proxy's own X-Forwarded-Proto wins.")
@@ -85,6 +114,14 @@ Workers = Annotated[Literal["auto"] | int, BeforeValidator(_check_workers), With
 
 class Process(Section):
     workers: Workers = Field("auto", description="Worker processes serving the data path: \"auto\" is one per CPU this process may run on (os.sched_getaffinity); a number >= 1 is that many (more than the CPUs is allowed, with a warning). The supervisor holds the admin API, config sources and health probes.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_http(cls, data: Any) -> Any:
+        # Plain HTTP is on by default, and optional once there is an https listener.
+        if isinstance(data, dict) and "http" not in data and not data.get("https"):
+            return {**data, "http": DEFAULT_HTTP}
+        return data
 
 
 class Admin(Section):
@@ -140,6 +177,8 @@ class Timeouts(Section):
     upstream: Duration = Field(30.0, description="Time from sending a request to the upstream's response head, and between body reads.")
     idle: Duration = Field(60.0, description="Keep-alive idle time of a client connection.")
     drain: Duration = Field(30.0, description="On SIGTERM, how long in-flight requests may take to finish.")
+    tls_handshake: Duration = Field(10.0, gt=0, description="Time a client has to complete the TLS handshake on listen.https; "
+                                    "a handshake in progress counts against listen.max_connections.")
     grace: Duration = Field(0.0, description="On SIGTERM, how long to keep accepting while /readyz answers 503, "
                             "so load balancers stop sending before the listener closes (HAProxy's `grace`).")
 
@@ -185,6 +224,15 @@ class Retry(Section):
     budget: float = Field(0.2, ge=0, le=1, description="Retries in flight at most this share of requests in flight (at least 3).")
 
 
+class StampTls(Section):
+    enabled: bool = Field(True, description="Speak TLS to this stamp's backends (the table's presence turns it on).")
+    verify: bool = Field(True, description="Verify the backend's certificate chain and name; false only for a test stamp.")
+    ca_file: str | None = Field(None, description="PEM CA bundle to verify against; default: the system trust store.")
+    server_name: str | None = Field(None, description="SNI sent and name verified; default: each backend's host.")
+    client_cert_file: str | None = Field(None, description="PEM client certificate chain presented to the backends (mTLS).")
+    client_key_file: str | None = Field(None, description="Its private key.")
+
+
 class Stamp(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="Unique stamp name.")
     region: str = Field(description="Region, used by geo routing and DNS record filters.")
@@ -197,6 +245,7 @@ class Stamp(Section):
     allow_cross_residency_failover: bool = Field(False, description="Allow `failover` to name stamps of another residency.")
     panic_threshold: float = Field(0.0, ge=0, le=1, description="Below this share of healthy backends, route to all of them (0 = off).")
     health: HealthCheck = Field(default_factory=HealthCheck)
+    tls: StampTls | None = Field(None, description="TLS to the backends (and their health probes).")
 
     @property
     def residency_name(self) -> str:

@@ -139,6 +139,7 @@ def check_cross_fields(raw: dict) -> Errors:
     if anonymous == "geo" and default_region is None:
         errors.append(("geo.default_region", "required when routing.anonymous = \"geo\" (where unknown countries go)"))
     errors.extend(check_placement(raw, by_name, sources))
+    errors.extend(check_tls(raw, sources))
     return errors
 
 
@@ -299,3 +300,30 @@ def check_pins(table: Any, path: str, stamp_names: dict[str, str],
         if count > MAX_ERRORS_PER_CLASS:
             errors.append((path, f"... and {count - MAX_ERRORS_PER_CLASS} more {what}"))
     return not rest
+
+
+def check_tls(raw: dict, sources: list) -> Errors:
+    """[listen] TLS keys that only make sense together, and each stamp's [stamps.tls]."""
+    errors: Errors = []
+    listen = _dict(raw.get("listen"))
+    https, certs = listen.get("https"), _list(listen.get("certificates"))
+    if https and not certs:
+        errors.append(("listen.certificates", "listen.https needs at least one certificate"))
+    if certs and not https:
+        errors.append(("listen.https", "certificates are configured but no https listener"))
+    if listen.get("redirect_http") is True and not (https and listen.get("http", True)):
+        errors.append(("listen.redirect_http", "redirects from listen.http to listen.https: needs both"))
+    if https and listen.get("proxy_protocol") is True:
+        errors.append(("listen.proxy_protocol", "is not supported together with listen.https"))
+    if listen.get("client_ca_file") and not https:
+        errors.append(("listen.client_ca_file", "client certificates are asked for on listen.https, which is not set"))
+    if "mtls" in sources and not listen.get("client_ca_file"):
+        errors.append(("routing.sources", "\"mtls\" is in routing.sources but listen.client_ca_file is not set"))
+    for i, stamp in enumerate(_list(raw.get("stamps"))):
+        tls = _dict(stamp.get("tls")) if isinstance(stamp, dict) else {}
+        path = f"stamps[{i}].tls"
+        if bool(tls.get("client_cert_file")) != bool(tls.get("client_key_file")):
+            errors.append((path, "client_cert_file and client_key_file go together"))
+        if tls.get("verify") is False and tls.get("ca_file"):
+            errors.append((f"{path}.ca_file", "verify = false ignores ca_file; remove one of them"))
+    return errors

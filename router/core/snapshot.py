@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from router.core.hashing import key_hash
 from router.core.placement import Placement, build_placement
 from router.core.residency import ResidencyRule, build_residency_rule
-from router.core.sources import HeaderSource, SubdomainSource, TenantSource
+from router.core.sources import HeaderSource, MtlsSource, SubdomainSource, TenantSource
 
 if TYPE_CHECKING:  # the config package imports core.tenant; avoid the cycle at run time
     from router.config.load import ValidConfig
@@ -92,6 +92,7 @@ def build_snapshot(valid: "ValidConfig", *, loaded_at: float,
     factories: dict[str, Any] = {
         "subdomain": lambda v: subdomain,
         "header": lambda v: HeaderSource(v.config.routing.tenant_header, v.pins),
+        "mtls": lambda v: MtlsSource(),
     }
     factories.update(extra_sources or {})
     sources = []

@@ -26,6 +26,7 @@ class RequestFacts(Protocol):
     authorization: str | None   # value of Authorization
     geo: str | None             # value of geo.header
     client: str                 # client IP address
+    client_cert_cn: str | None  # subject CN of the verified TLS client certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +40,15 @@ class Facts:
     authorization: str | None = None
     geo: str | None = None
     client: str = "127.0.0.1"
+    client_cert_cn: str | None = None
 
     @classmethod
     def of(cls, *, method: str = "GET", host: str | None = None, tenant: str | None = None,
-           token: str | None = None, country: str | None = None, client: str | None = None) -> Facts:
+           token: str | None = None, country: str | None = None, client: str | None = None,
+           client_cn: str | None = None) -> Facts:
         return cls(method=method.upper(), host=host, tenant_header=tenant,
                    authorization=f"Bearer {token}" if token else None, geo=country,
-                   client=client or "127.0.0.1")
+                   client=client or "127.0.0.1", client_cert_cn=client_cn)
 
 
 class TenantRejected(Exception):
@@ -140,3 +143,17 @@ class HeaderSource:
         if value not in self.pinned and _tenant_fullmatch(value) is None:
             raise invalid_tenant(value, self.origin)
         return value
+
+
+class MtlsSource:
+    """The subject CN of the client certificate the TLS layer verified (listen.client_ca_file):
+    for B2B tenants that authenticate with certificates. Without a certificate (plain HTTP,
+    or client_verify = "optional"), the next source is asked."""
+
+    name = "mtls"
+    __slots__ = ()
+    origin = "the client certificate's subject CN"
+
+    def resolve(self, facts: RequestFacts, now: float) -> str | None:
+        cn = facts.client_cert_cn
+        return None if cn is None else check_tenant(cn, self.origin)

@@ -17,6 +17,8 @@ from typing import Callable
 
 import aiohttp
 
+from router.tls.upstream import UpstreamTls, server_name_for
+
 log = logging.getLogger("router.health")
 
 # Each wait is the interval shortened by up to this share, picked at random: probes of
@@ -31,6 +33,7 @@ class ProbeSpec:
     path: str
     interval: float
     timeout: float
+    tls: UpstreamTls | None = None     # the stamp's [stamps.tls], as requests use it
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,24 +79,31 @@ class Prober:
 
     async def _loop(self, address: str, spec: ProbeSpec) -> None:
         loop = asyncio.get_running_loop()
-        url = f"http://{address}{spec.path}"
+        tls = spec.tls
+        url = f"{'https' if tls else 'http'}://{address}{spec.path}"
+        # aiohttp's ssl=True means its default verifying context, not plain HTTP: None is.
+        tls_args = {"ssl": tls.context, "server_hostname": server_name_for(tls, address)} if tls else {}
         timeout = aiohttp.ClientTimeout(total=spec.timeout)
         while True:
             started = loop.time()
-            result = await self._probe(url, timeout, loop)
+            result = await self._probe(url, timeout, loop, tls_args)
             self._on_result(address, result)
             # Start to start, so a slow probe does not stretch the interval.
             next_at = started + spec.interval * (1.0 - JITTER * random.random())
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
-    async def _probe(self, url: str, timeout: aiohttp.ClientTimeout, loop) -> ProbeResult:
+    async def _probe(self, url: str, timeout: aiohttp.ClientTimeout, loop, tls_args: dict) -> ProbeResult:
         t0 = time.perf_counter()   # loop.time() has 1 ms resolution under uvloop
         status = error = None
         try:
-            async with self._session.get(url, allow_redirects=False, timeout=timeout) as resp:
+            async with self._session.get(url, allow_redirects=False, timeout=timeout, **tls_args) as resp:
                 status = resp.status
         except asyncio.TimeoutError:
             error = "timeout"
+        except aiohttp.ClientConnectorCertificateError as exc:
+            error = f"tls: {exc.certificate_error}"
+        except aiohttp.ClientConnectorSSLError as exc:
+            error = f"tls: {exc.os_error}"
         except aiohttp.ClientConnectorError as exc:
             error = f"connect: {exc.os_error.strerror or exc.os_error}"
         except (aiohttp.ClientError, OSError) as exc:

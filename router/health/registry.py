@@ -53,8 +53,10 @@ class RoutingView:
 
 
 class HealthRegistry(RoutingView):
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, tls_for=None) -> None:
         super().__init__({}, {})
+        # snapshot -> {backend: router.tls.upstream.UpstreamTls}: probes speak TLS as requests do
+        self._tls_for = tls_for or (lambda snap: {})
         self.stamps: dict[str, StampView] = {}
         self.states: dict[str, BackendHealth] = {}
         self.panic: set[str] = set()
@@ -200,12 +202,13 @@ class HealthRegistry(RoutingView):
         owners: dict[str, tuple[str, ...]] = {}
         targets: dict[str, ProbeSpec] = {}
         limits: dict[str, ProbeLimits] = {}
+        tls = self._tls_for(snap)
         for s in cfg.stamps:
             for b in s.backends:
                 if s.name not in owners.get(b, ()):
                     owners[b] = owners.get(b, ()) + (s.name,)
                 if s.health.enabled and b not in targets:
-                    targets[b] = ProbeSpec(s.health.path, s.health.interval, s.health.timeout)
+                    targets[b] = ProbeSpec(s.health.path, s.health.interval, s.health.timeout, tls.get(b))
                     limits[b] = ProbeLimits(s.health.rise, s.health.fall)
         for b in set(self.states) - set(owners):
             timer = self._timers.pop(b, None)

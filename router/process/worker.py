@@ -36,6 +36,7 @@ from router.process.health import WorkerHealth
 from router.process.messages import Channel, ChannelClosed, Kind, Message
 from router.process.reports import REPORT_INTERVAL, ReportKind, Reporters
 from router.proxy.access_log import AccessLog
+from router.errors import ConfigError
 from router.proxy.server import ProxyServer
 from router.proxy.tenant_rate import SharedTenantRate
 from router.state import RouterState
@@ -70,6 +71,11 @@ class WorkerSpec:
     # worker, so that neither outlives the supervisor in a worker still draining.
     close_fds: list[int] = field(default_factory=list)
     supervisor_pid: int = 0
+    # listen.https: its sockets, and the supervisor's TlsRuntime as forked. Its base SSL
+    # context, created before the fork, holds the session ticket keys every worker shares.
+    https_listeners: list[socket.socket] = field(default_factory=list)
+    redirect_http: bool = False
+    tls: Any = None
 
 
 def run_worker(spec: WorkerSpec, channel_sock: socket.socket) -> NoReturn:
@@ -136,16 +142,26 @@ class Worker:
         self.channel = Channel(self._channel_sock)
         await self.channel.open()
         spec = self.spec
-        self.proxy = ProxyServer(self.state, self.metrics, AccessLog() if spec.access_log else None, spec.workers)
+        tls = spec.tls
+        if tls is not None:
+            tls.adopt(spec.snapshot.config, spec.snapshot.valid.base_dir)   # forked mid-apply: the new pairs
+        self.proxy = ProxyServer(self.state, self.metrics, AccessLog() if spec.access_log else None, spec.workers,
+                                 upstream_tls=tls.upstream_for if tls is not None else None, tls=tls)
+        watching = None
+        if tls is not None and tls.watched_paths():
+            # Each worker rereads the files itself: its contexts are its own since the fork.
+            watching = loop.create_task(tls.watcher(lambda: self.state.snapshot.config.control.watch_interval).run())
         self.reporters[ReportKind.COUNTERS] = self._counters_if_due
         self.reporters[ReportKind.DEMAND] = self._demand
         self._next_counters = 0.0
-        await self.proxy.serve(spec.listeners, spec.proxy_protocol)
+        await self.proxy.serve(spec.listeners, spec.proxy_protocol, spec.redirect_http, spec.https_listeners)
         self.channel.send(Kind.READY, pid=os.getpid())
         served = loop.create_task(self.channel.serve(self._on_message))
         reporting = loop.create_task(self._report_loop())
         stop = loop.create_task(self.stopping.wait())
         await asyncio.wait([served, stop], return_when=asyncio.FIRST_COMPLETED)
+        if watching is not None:
+            watching.cancel()
         await self.proxy.drain(spec.drain_timeout)
         reporting.cancel()
         self._send_report(final=True)
@@ -160,7 +176,20 @@ class Worker:
             self._apply_pins(msg)
         elif kind is Kind.CONFIG:
             valid = wire.load(msg["config"])
+            tls = self.spec.tls
+            if tls is not None:
+                try:
+                    tls.prepare(valid)
+                except ConfigError as exc:
+                    # The supervisor read these files a moment ago; a worker that cannot
+                    # is out of step with it, and is replaced.
+                    log.error("worker %d cannot load the config's TLS files: %s", self.spec.slot, exc)
+                    self._exit_code = EXIT_OUT_OF_SYNC
+                    self.stopping.set()
+                    return
             self.state.swap(build_snapshot(valid, loaded_at=msg["at"], extra_sources=self.spec.extra_sources))
+            if tls is not None:
+                tls.adopt(valid.config, valid.base_dir)
             self.channel.answer(msg, digest=valid.digest)
         elif kind is Kind.KEYS:
             if self.spec.jwt is not None:

@@ -11,6 +11,8 @@ re-framing the body, and the bookkeeping when it ends.
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 import time
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,8 @@ from router.proxy.upstream import F_CHUNKED, F_LENGTH, F_NONE, F_RAW_CLOSE, Back
 
 if TYPE_CHECKING:
     from router.proxy.downstream import ClientConnection
+
+log = logging.getLogger("router.proxy")
 
 # A request body is kept for a resend while it is at most this large; past it, the
 # request can only go to the first backend that accepted it.
@@ -90,6 +94,11 @@ class Exchange:
     @property
     def geo(self) -> str | None:
         return None if self.geo_b is None else self.geo_b.decode("latin-1")
+
+    @property
+    def client_cert_cn(self) -> str | None:
+        # Only TLS connections (router.proxy.tls) have a verified client certificate.
+        return getattr(self.conn, "peer_cn", None)
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
@@ -291,6 +300,14 @@ class Exchange:
             self.connect_task = None
             self._connect_failed(pool, "timeout")
             return
+        except ssl.SSLError as exc:
+            # A certificate that does not verify is a failed attempt like a refused
+            # connection, never a reason to go on without TLS.
+            self.connect_task = None
+            log.warning("TLS to backend %s of stamp %r failed: %s", pool.address, self.decision.stamp,
+                        getattr(exc, "verify_message", None) or exc.reason or exc)
+            self._connect_failed(pool, "tls")
+            return
         except OSError:
             self.connect_task = None
             self._connect_failed(pool, "connect")
@@ -320,6 +337,8 @@ class Exchange:
             return
         if kind == "timeout":
             self.refuse(ErrorKind.UPSTREAM_TIMEOUT, f"connecting to a backend of stamp {d.stamp!r} timed out")
+        elif kind == "tls":
+            self.refuse(ErrorKind.UPSTREAM_FAILURE, f"the TLS handshake with a backend of stamp {d.stamp!r} failed")
         else:
             self.refuse(ErrorKind.UPSTREAM_FAILURE, f"no backend of stamp {d.stamp!r} accepted the connection")
 

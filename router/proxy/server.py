@@ -11,6 +11,7 @@ from router.metrics import ProxyMetrics
 from router.proxy.access_log import AccessLog
 from router.proxy.downstream import ClientConnection, ProxiedConnection
 from router.proxy.tenant_rate import tenant_rate_for
+from router.proxy.tls import RedirectConnection, serve_https
 from router.proxy.upstream import Pools
 from router.state import RouterState
 
@@ -20,13 +21,16 @@ SWEEP_INTERVAL = 0.25
 
 class ProxyServer:
     def __init__(self, state: RouterState, metrics: ProxyMetrics, access_log: AccessLog | None = None,
-                 workers: int = 1) -> None:
+                 workers: int = 1, upstream_tls=None, tls=None) -> None:
         self.state = state
         self.metrics = metrics
         self.access_log = access_log
         self.loop = asyncio.get_running_loop()
         cfg = state.snapshot.config
         self.pools = Pools(cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout, self.loop)
+        # snapshot -> {backend: UpstreamTls} ([stamps.tls], router.tls.upstream)
+        self.upstream_tls = upstream_tls or (lambda snap: {})
+        self.pools.sync(set(), self.pools.max_idle, self.pools.idle_timeout, self.upstream_tls(state.snapshot))
         self.max_connections = cfg.listen.max_connections
         self.workers = workers            # of the router: the limits are shared among them
         self.tenant_rate = tenant_rate_for(cfg.limits.tenant_rate, cfg.limits.tenant_burst, None, workers)
@@ -38,6 +42,10 @@ class ProxyServer:
         self._rr = 0
         self._tasks: set[asyncio.Task] = set()
         self._servers: list[asyncio.AbstractServer] = []
+        self._https: list[asyncio.Task] = []
+        self.tls = tls                   # router.tls.runtime.TlsRuntime, with listen.https
+        self.tls_handshake_timeout = cfg.timeouts.tls_handshake
+        self.https_port = 443            # where listen.redirect_http points
         self._sweeper: asyncio.Task | None = None
         state.on_swap(self._adopt)
 
@@ -75,17 +83,24 @@ class ProxyServer:
     def _adopt(self, snapshot) -> None:
         cfg = snapshot.config
         backends = {b for s in snapshot.stamps.values() for b in s.backends}
-        self.pools.sync(backends, cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout)
+        self.pools.sync(backends, cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout,
+                        self.upstream_tls(snapshot))
         self.max_connections = cfg.listen.max_connections
         self.tenant_rate = tenant_rate_for(cfg.limits.tenant_rate, cfg.limits.tenant_burst, self.tenant_rate,
                                            self.workers)
+        self.tls_handshake_timeout = cfg.timeouts.tls_handshake
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def serve(self, listeners: list, proxy_protocol: bool = False) -> None:
+    async def serve(self, listeners: list, proxy_protocol: bool = False, redirect: bool = False,
+                    https_listeners: list = ()) -> None:
         """Accept on listening sockets opened elsewhere (router.process.listeners): the
-        supervisor keeps them open, so this server closing never resets a queued connection."""
-        connection = ProxiedConnection if proxy_protocol else ClientConnection
+        supervisor keeps them open, so this server closing never resets a queued connection.
+        `https_listeners` are accepted on by router.proxy.tls, with self.tls."""
+        connection = RedirectConnection if redirect else ProxiedConnection if proxy_protocol else ClientConnection
         self._servers = [await self.loop.create_server(lambda: connection(self), sock=sock) for sock in listeners]
+        for sock in https_listeners:
+            self.https_port = sock.getsockname()[1]
+            self._https.append(self.loop.create_task(serve_https(self, sock)))
         self._sweeper = self.loop.create_task(self._sweep())
 
     @property
@@ -107,6 +122,8 @@ class ProxyServer:
         self.draining = True
         for server in self._servers:
             server.close()
+        for accepting in self._https:
+            accepting.cancel()
         for conn in list(self.connections):
             conn.close_if_idle()
         deadline = self.loop.time() + timeout

@@ -212,12 +212,15 @@ class UpstreamConnection(asyncio.Protocol):
 class BackendPool:
     """Idle keep-alive connections to one backend, and its outstanding request count."""
 
-    __slots__ = ("address", "host", "port", "idle", "outstanding", "max_idle", "retired", "connections", "loop")
+    __slots__ = ("address", "host", "port", "idle", "outstanding", "max_idle", "retired", "connections", "loop",
+                 "tls", "server_name")
 
-    def __init__(self, address: str, max_idle: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, address: str, max_idle: int, loop: asyncio.AbstractEventLoop, tls=None) -> None:
         self.loop = loop
         self.address = address
         self.host, self.port = parse_hostport(address)
+        self.tls = tls                # router.tls.upstream.UpstreamTls: connections are TLS
+        self.server_name = (tls.server_name or self.host) if tls is not None else None
         self.idle: deque[UpstreamConnection] = deque()
         self.outstanding = 0
         self.max_idle = max_idle
@@ -267,25 +270,34 @@ class Pools:
         self.pools: dict[str, BackendPool] = {}
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
+        self.tls: dict = {}           # backend -> UpstreamTls, for backends of stamps with [stamps.tls]
 
     def get(self, address: str) -> BackendPool:
         pool = self.pools.get(address)
         if pool is None:
-            pool = self.pools[address] = BackendPool(address, self.max_idle, self.loop)
+            pool = self.pools[address] = BackendPool(address, self.max_idle, self.loop, self.tls.get(address))
         return pool
 
     async def connect(self, pool: BackendPool, timeout: float) -> UpstreamConnection:
-        _, conn = await asyncio.wait_for(
-            self.loop.create_connection(lambda: UpstreamConnection(pool), pool.host, pool.port), timeout)
+        # The connect timeout covers the TLS handshake too: both are "reaching the backend".
+        if pool.tls is None:
+            connecting = self.loop.create_connection(lambda: UpstreamConnection(pool), pool.host, pool.port)
+        else:
+            connecting = self.loop.create_connection(lambda: UpstreamConnection(pool), pool.host, pool.port,
+                                                     ssl=pool.tls.context, server_hostname=pool.server_name,
+                                                     ssl_handshake_timeout=timeout)
+        _, conn = await asyncio.wait_for(connecting, timeout)
         pool.connections.add(conn)
         return conn
 
-    def sync(self, backends: set[str], max_idle: int, idle_timeout: float) -> None:
-        """Adopt a new backend set: removed backends drain (in-flight finish, idle close)."""
+    def sync(self, backends: set[str], max_idle: int, idle_timeout: float, tls: dict | None = None) -> None:
+        """Adopt a new backend set: removed backends drain (in-flight finish, idle close),
+        and so do the pools of backends whose TLS settings changed (new ones replace them)."""
         self.max_idle, self.idle_timeout = max_idle, idle_timeout
+        self.tls = tls or {}
         for address, pool in list(self.pools.items()):
             pool.max_idle = max_idle
-            if address not in backends:
+            if address not in backends or pool.tls is not self.tls.get(address):
                 pool.retired = True
                 pool.close_idle()
                 del self.pools[address]

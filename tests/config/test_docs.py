@@ -15,7 +15,7 @@ WHERE = {
     schema.Jwt: "`[jwt]`", schema.Geo: "`[geo]`", schema.Timeouts: "`[timeouts]`",
     schema.Limits: "`[limits]`", schema.Upstream: "`[upstream]`", schema.Outlier: "`[outlier]`",
     schema.Retry: "`[retry]`", schema.Placement: "`[placement]`", schema.Control: "`[control]`", schema.Process: "`[process]`", schema.Stamp: "`[[stamps]]`",
-    schema.HealthCheck: "`stamps[].health`", schema.Pin: "Pins: `[tenants]` and `tenants_file`",
+    schema.HealthCheck: "`stamps[].health`", schema.StampTls: "`stamps[].tls`", schema.Certificate: "`[listen]`", schema.Pin: "Pins: `[tenants]` and `tenants_file`",
     schema.Etcd: "`[control.etcd]`",
 }
 TOP_LEVEL = {"version", "tenants_file"}      # the other top-level keys are sections

@@ -1,0 +1,146 @@
+"""listen.https with a real router process: SNI selection, 421, protocol floor, bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+from tests.support.router_proc import stamp
+from tests.support.servers import wait_until
+from tests.tls.support import https_doc, https_get, peer_names
+
+ROUTING = {"sources": ["subdomain", "header"], "domains": ["t.example.com"], "unpinned": "hash"}
+
+
+@pytest.fixture
+def site(pki, backends, router_proc):
+    """One router with an exact ECDSA pair, a wildcard in RSA and ECDSA, and http beside."""
+    eu, = backends("eu-1")
+    pairs = [pki.issue("api", "api.example.com"),
+             pki.issue("wild-ec", "*.t.example.com", "t.example.com"),
+             pki.issue("wild-rsa", "*.t.example.com", "t.example.com", key_type="RSA")]
+    doc, port = https_doc({"stamps": [stamp("eu", [eu.address])], "routing": ROUTING}, pairs,
+                          redirect_http=True)
+    doc["timeouts"] = {"tls_handshake": "1s"}
+    router = router_proc(doc)
+    return router, port, eu
+
+
+def test_sni_picks_the_exact_then_the_wildcard_then_the_first(site, pki):
+    router, port, _ = site
+    ctx = pki.client_context()
+    assert peer_names(port, ctx, "api.example.com") == ["api.example.com"]
+    assert peer_names(port, ctx, "acme.t.example.com") == ["*.t.example.com", "t.example.com"]
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+    # An unknown name and no SNI at all get the first certificate (and a client that
+    # verifies refuses it), counted.
+    assert peer_names(port, unverified, "nobody.example.org") == ["api.example.com"]
+    assert peer_names(port, unverified, None) == ["api.example.com"]
+    with pytest.raises(ssl.SSLCertVerificationError):
+        peer_names(port, ctx, "nobody.example.org")
+    assert router.metric("stamp_router_tls_sni_fallbacks_total", sni="unknown") == 2
+    assert router.metric("stamp_router_tls_sni_fallbacks_total", sni="none") == 1
+
+
+def test_rsa_and_ecdsa_for_the_same_names_each_reach_their_clients(site, pki):
+    _, port, _ = site
+    for suite, key in (("ECDHE-RSA-AES128-GCM-SHA256", "rsa"), ("ECDHE-ECDSA-AES128-GCM-SHA256", "ec")):
+        ctx = pki.client_context(maximum_version=ssl.TLSVersion.TLSv1_2)
+        ctx.set_ciphers(suite)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="acme.t.example.com") as tls:
+            assert tls.cipher()[0] == suite, key
+
+
+def test_requests_over_tls_say_https_and_a_foreign_host_is_421(site, pki):
+    router, port, eu = site
+    ctx = pki.client_context()
+    status, headers, body = https_get(port, ctx, "acme.t.example.com", "/x")
+    assert status == 200, body
+    seen = json.loads(body)["headers"]
+    assert seen["X-Forwarded-Proto"] == "https" and seen["X-Tenant-ID"] == "acme"
+    assert https_get(port, ctx, "acme.t.example.com", host="ACME.t.example.com:443")[0] == 200
+    before = len(eu.hits("/front"))
+    status, headers, body = https_get(port, ctx, "acme.t.example.com", "/front", host="victim.t.example.com")
+    assert status == 421 and json.loads(body)["kind"] == "misdirected"
+    assert headers["connection"] == "close"
+    assert len(eu.hits("/front")) == before
+    assert router.metric("stamp_router_misdirected_requests_total") == 1
+
+
+def test_plain_http_is_redirected_to_https(site):
+    router, port, _ = site
+    status, headers, _ = router.request("GET", "/a/b?c=1", headers={"Host": "acme.t.example.com:8080"})
+    assert status == 308
+    assert headers["location"] == f"https://acme.t.example.com:{port}/a/b?c=1"
+    assert router.metric("stamp_router_http_redirects_total") == 1
+
+
+def s_client(port: int, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "api.example.com",
+                           *args], input=b"", capture_output=True, timeout=30)
+
+
+@pytest.mark.parametrize("version", ["-tls1", "-tls1_1"])
+def test_tls_1_0_and_1_1_are_refused(site, version):
+    router, port, _ = site
+    # SECLEVEL=0 so that the client itself would speak them: the refusal is the router's.
+    out = s_client(port, version, "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert out.returncode != 0
+    assert b"Cipher is (NONE)" in out.stdout or b"alert protocol version" in out.stderr, out
+    assert router.metric("stamp_router_tls_handshake_failures_total", reason="protocol_version") >= 1
+
+
+@pytest.mark.parametrize("cipher", ["AES128-SHA", "AES256-SHA256", "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA"])
+def test_weak_tls_1_2_ciphers_are_refused(site, cipher):
+    _, port, _ = site
+    out = s_client(port, "-tls1_2", "-cipher", f"{cipher}:@SECLEVEL=0")
+    assert out.returncode != 0 and b"Cipher is (NONE)" in out.stdout, out
+
+
+def test_tls_1_2_and_1_3_with_strong_suites_are_served(site):
+    _, port, _ = site
+    for args, want in ((["-tls1_2"], b"Cipher is ECDHE-ECDSA-"), (["-tls1_3"], b"Cipher is TLS_")):
+        out = s_client(port, *args, "-alpn", "http/1.1")
+        assert want in out.stdout and b"ALPN protocol: http/1.1" in out.stdout, out.stdout[-600:]
+
+
+def test_plaintext_on_the_tls_port_is_closed_and_counted(site):
+    router, port, _ = site
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+        assert sock.recv(65536) == b""        # closed: no HTTP answer leaks from the TLS port
+    wait_until(lambda: router.metric("stamp_router_tls_handshake_failures_total", reason="plaintext_http") == 1,
+               10, message="plaintext counted")
+    assert "Traceback" not in router.stderr()
+
+
+def test_a_handshake_never_finished_is_timed_out_and_holds_a_connection_slot(site):
+    router, port, _ = site
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        wait_until(lambda: router.metric("stamp_router_client_connections") == 1, 10, message="counted at accept")
+        sock.sendall(b"\x16\x03\x01\x00\x50")          # half a ClientHello, then nothing
+        assert sock.recv(100) == b""                   # timeouts.tls_handshake = 1s closes it
+    wait_until(lambda: router.metric("stamp_router_tls_handshake_failures_total", reason="timeout") == 1,
+               10, message="timeout counted")
+    wait_until(lambda: router.metric("stamp_router_client_connections") == 0, 10, message="slot released")
+    assert "Traceback" not in router.stderr()
+
+
+def test_require_sni_refuses_unknown_names(pki, backends, router_proc):
+    eu, = backends("eu-1")
+    doc, port = https_doc({"stamps": [stamp("eu", [eu.address])], "routing": ROUTING},
+                          [pki.issue("wild", "*.t.example.com")], require_sni=True)
+    router = router_proc(doc)
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+    for name in ("nobody.example.org", None):
+        with pytest.raises(ssl.SSLError):      # the alert, or the close after it
+            peer_names(port, unverified, name)
+    assert peer_names(port, pki.client_context(), "a.t.example.com") == ["*.t.example.com"]
+    assert router.metric("stamp_router_tls_handshake_failures_total", reason="unknown_sni") == 2
