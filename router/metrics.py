@@ -53,6 +53,7 @@ class ProxyMetrics(Collector):
         self.misdirected = 0                      # 421: Host not the connection's SNI
         self.redirects = 0                        # listen.redirect_http answers
         self.tls_failures: dict[str, int] = {}    # failed handshakes by reason
+        self.sni_fallbacks: dict[str, int] = {}   # handshakes served the first certificate: "none", "unknown"
         self.panic_routed: dict[str, int] = {}
         self._config_info = config_info
         if registry is not None:
@@ -88,6 +89,7 @@ class ProxyMetrics(Collector):
             "open_connections": self.open_connections, "in_flight": self.in_flight,
             "connections_refused": self.connections_refused, "proxy_protocol_errors": self.proxy_protocol_errors,
             "misdirected": self.misdirected, "redirects": self.redirects, "tls_failures": self.tls_failures,
+            "sni_fallbacks": self.sni_fallbacks,
         }
 
     def add(self, data: dict, gauges: bool = True) -> None:
@@ -102,7 +104,7 @@ class ProxyMetrics(Collector):
             self.upstream_errors[tuple(key)] = self.upstream_errors.get(tuple(key), 0) + n
         for *key, n in data["failovers"]:
             self.failovers[tuple(key)] = self.failovers.get(tuple(key), 0) + n
-        for table in ("rate_limits", "panic_routed", "tls_failures"):
+        for table in ("rate_limits", "panic_routed", "tls_failures", "sni_fallbacks"):
             mine = getattr(self, table)
             for key, n in data[table].items():
                 mine[key] = mine.get(key, 0) + n
@@ -167,6 +169,12 @@ class ProxyMetrics(Collector):
         for reason, n in list(self.tls_failures.items()):
             tls.add_metric([reason], n)
         yield tls
+        sni = CounterMetricFamily("stamp_router_tls_sni_fallbacks", "TLS connections served the first certificate "
+                                  "because the client sent no SNI (sni=\"none\") or one no certificate covers "
+                                  "(sni=\"unknown\").", labels=["sni"])
+        for kind, n in list(self.sni_fallbacks.items()):
+            sni.add_metric([kind], n)
+        yield sni
         yield CounterMetricFamily("stamp_router_misdirected_requests", "Requests answered 421 because their Host "
                                   "was not the name of their TLS connection (SNI).", value=self.misdirected)
         yield CounterMetricFamily("stamp_router_http_redirects", "Requests on listen.http answered 308 to https "

@@ -99,6 +99,14 @@ class Listen(Section):
     proxy_protocol: bool = Field(False, description="Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's send-proxy or an AWS NLB sends it), which gives the client address; a connection without a valid one is closed. Only for a listener that nothing but the balancer can reach.")
     reuse_port: bool = Field(False, description="Bind the proxy listener with SO_REUSEPORT, so that a second, independent router can share its port (another version side by side); the workers of one router share its listener without it. Each router needs its own admin.listen and control.state_dir.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_http(cls, data: Any) -> Any:
+        # Plain HTTP is on by default, and optional once there is an https listener.
+        if isinstance(data, dict) and "http" not in data and not data.get("https"):
+            return {**data, "http": DEFAULT_HTTP}
+        return data
+
 
 def _check_workers(value: Any) -> Any:
     if value == "auto" or (type(value) is int and value >= 1):
@@ -114,14 +122,6 @@ Workers = Annotated[Literal["auto"] | int, BeforeValidator(_check_workers), With
 
 class Process(Section):
     workers: Workers = Field("auto", description="Worker processes serving the data path: \"auto\" is one per CPU this process may run on (os.sched_getaffinity); a number >= 1 is that many (more than the CPUs is allowed, with a warning). The supervisor holds the admin API, config sources and health probes.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_http(cls, data: Any) -> Any:
-        # Plain HTTP is on by default, and optional once there is an https listener.
-        if isinstance(data, dict) and "http" not in data and not data.get("https"):
-            return {**data, "http": DEFAULT_HTTP}
-        return data
 
 
 class Admin(Section):

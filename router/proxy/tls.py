@@ -112,6 +112,9 @@ class TlsConnection(ClientConnection):
             return
         obj = transport.get_extra_info("ssl_object")
         self.sni = getattr(obj, "sni", None)
+        fallback = getattr(obj, "sni_fallback", None)
+        if fallback is not None:
+            self.server.metrics.sni_fallbacks[fallback] = self.server.metrics.sni_fallbacks.get(fallback, 0) + 1
         if self.sni is None:
             pairs = self.server.tls.server.certs.pairs
             self.default_names = pairs[0].names if pairs else ()

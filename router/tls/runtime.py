@@ -130,8 +130,6 @@ class TlsRuntime(Collector):
             "certificates": [p.info() for p in server.certs.pairs] if server else [],
             "reloads": dict(self.reloads),
             "last_error": self.last_error,
-            "handshakes_without_sni": server.no_sni if server else 0,
-            "handshakes_unknown_sni": server.unknown_sni if server else 0,
         }
 
     def collect(self) -> Iterator:
@@ -148,9 +146,3 @@ class TlsRuntime(Collector):
         for result, n in self.reloads.items():
             reloads.add_metric([result], n)
         yield reloads
-        sni = CounterMetricFamily("stamp_router_tls_sni_fallbacks", "Handshakes served the first certificate "
-                                  "(or refused, with require_sni) because the client sent no SNI or one no "
-                                  "certificate covers.", labels=["sni"])
-        sni.add_metric(["none"], server.no_sni if server else 0)
-        sni.add_metric(["unknown"], server.unknown_sni if server else 0)
-        yield sni

@@ -133,8 +133,6 @@ class ServerTls:
         self.client_ca = client_ca
         self.base = new_context(spec, client_ca)
         self.base.sni_callback = self._on_sni
-        self.unknown_sni = 0          # handshakes whose SNI no certificate covers
-        self.no_sni = 0
 
     def replace(self, certs: CertSet, spec: ListenTls) -> None:
         """New pairs (same listener settings): the base context and its ticket keys stay."""
@@ -144,10 +142,8 @@ class ServerTls:
         table = self.certs.table
         chosen = table.lookup(name) if name else None
         if chosen is None:
-            if name:
-                self.unknown_sni += 1
-            else:
-                self.no_sni += 1
+            # Counted by the connection once the handshake is done (router.proxy.tls).
+            sslobj.sni_fallback = "unknown" if name else "none"
             if self.spec.require_sni:
                 return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
             chosen = table.default

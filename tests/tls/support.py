@@ -11,7 +11,6 @@ from pathlib import Path
 
 import trustme
 
-from tests.support.servers import free_port
 
 
 @dataclass
@@ -49,11 +48,24 @@ class Pki:
         return ctx
 
 
-def https_doc(doc: dict, certificates: list[dict], **listen) -> tuple[dict, int]:
-    port = free_port()
+def two_ports() -> tuple[int, int]:
+    """Two free ports, distinct (free_port twice may give one port twice)."""
+    socks = [socket.socket() for _ in range(2)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return tuple(s.getsockname()[1] for s in socks)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def https_doc(doc: dict, certificates: list[dict], **listen) -> tuple[dict, dict]:
+    """The doc with listen.https, and router_proc's keyword arguments (its http port)."""
+    port, http_port = two_ports()
     doc = dict(doc)
     doc["listen"] = {**doc.get("listen", {}), "https": f"127.0.0.1:{port}", "certificates": certificates, **listen}
-    return doc, port
+    return doc, port, {"port": http_port}
 
 
 def peer_names(port: int, ctx: ssl.SSLContext, server_name: str | None) -> list[str]:
