@@ -16,14 +16,24 @@ Two files:
   writing one state_dir would each extend a journal the other does not read, and an
   accepted pin could be lost at the next restart; the second one refuses to start.
 
+A journal line that could not be written whole (a full disk) is cut off again, and a
+torn last line found at load (a crash mid-append) is cut off before the next append:
+either would otherwise run into the next line and hide every push after it.
+
 Everything here blocks; the reloader calls it in a worker thread.
+
+For the fault suite only: with STAMP_ROUTER_TEST_LKG_STOP=<step> in its environment the
+process kills itself (SIGKILL) when a write reaches that step (see `_test_stop`), so a
+test can stop it between any two of the operations that make a write durable.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -32,11 +42,25 @@ import orjson
 
 from router.control.bulk import iter_slices
 
+log = logging.getLogger("stamp_router.control")
+
 FORMAT = 1
 LKG_NAME = "lkg.json"
 LOCK_NAME = "lock"
 # Pushes kept in a journal before the next push rewrites lkg.json with all of them.
 JOURNAL_COMPACT = 1000
+
+
+# The steps of a write, in order, at which STAMP_ROUTER_TEST_LKG_STOP can stop the process.
+SAVE_STEPS = ("tmp-written", "tmp-fsynced", "renamed", "dir-fsynced")
+APPEND_STEPS = ("journal-written", "journal-fsynced")
+TEST_STOP_ENV = "STAMP_ROUTER_TEST_LKG_STOP"
+
+
+def _test_stop(step: str) -> None:
+    """A test-only crash point: SIGKILL this process at `step` when the environment asks."""
+    if os.environ.get(TEST_STOP_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class StateDirInUse(Exception):
@@ -90,6 +114,7 @@ class LkgStore:
         self.path = os.path.join(state_dir, LKG_NAME)
         self.journal_lines = 0
         self._journal: str | None = None
+        self._journal_whole: int | None = None     # set when the journal has a torn tail: its whole part
         self._lock = None
 
     def hold(self) -> str | None:
@@ -144,6 +169,9 @@ class LkgStore:
         `pins_json`, when given, is the JSON text of `pins` (ValidConfig.pins_json), written
         as it is; else the pins are serialized in slices, and `step_aside` is called
         between them (router.control.foreground)."""
+        # Until this save is whole on disk, no journal extends what is in memory: a push
+        # made after a failed save must be saved whole, not journaled onto the old base.
+        self._journal = None
         os.makedirs(self.dir, exist_ok=True)
         meta = {**meta, "format": FORMAT, "saved_at": time.time()}
         body = {k: v for k, v in document.items() if k not in ("tenants", "tenants_file")}
@@ -159,16 +187,20 @@ class LkgStore:
                     fh.write(b"}")
                 fh.write(b',"modes":' + orjson.dumps(dict(modes)) + b"}\n")
                 fh.flush()
+                _test_stop("tmp-written")
                 os.fsync(fh.fileno())
+            _test_stop("tmp-fsynced")
             os.replace(tmp, self.path)
         except BaseException:
             _unlink(tmp)
             raise
+        _test_stop("renamed")
         _fsync_dir(self.dir)
+        _test_stop("dir-fsynced")
         journal = self.journal_path(meta["digest"])
         _unlink(journal)          # a journal of an identical earlier base is already folded in
-        self._journal, self.journal_lines = journal, 0
-        self._remove_stale_journals(keep=journal)
+        self._journal, self.journal_lines, self._journal_whole = journal, 0, None
+        self._remove_leftovers(keep=journal)
 
     def append(self, op: Mapping[str, Any]) -> None:
         """Add one pin push to the journal of the current lkg.json, durably."""
@@ -177,16 +209,30 @@ class LkgStore:
         line = orjson.dumps(op) + b"\n"
         fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, line)
-            os.fsync(fd)
+            if self._journal_whole is not None:
+                os.ftruncate(fd, self._journal_whole)
+                self._journal_whole = None
+            whole = os.fstat(fd).st_size
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError(28, "short write to the journal (is the disk full?)")
+                _test_stop("journal-written")
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, whole)      # never leave part of a line for the next one to run into
+                raise
+            _test_stop("journal-fsynced")
         finally:
             os.close(fd)
         self.journal_lines += 1
 
-    def _remove_stale_journals(self, keep: str) -> None:
+    def _remove_leftovers(self, keep: str) -> None:
+        """Journals of older bases, and temporary files of writes that a crash cut short."""
         for name in os.listdir(self.dir):
             path = os.path.join(self.dir, name)
             if name.startswith("lkg-") and name.endswith(".journal") and path != keep:
+                _unlink(path)
+            elif name.startswith(LKG_NAME + ".") and name.endswith(".tmp"):
                 _unlink(path)
 
     # -- reading -------------------------------------------------------------------------
@@ -210,7 +256,7 @@ class LkgStore:
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{self.path} is damaged: {exc}") from None
         journal = self.journal_path(meta["digest"])
-        ops = _read_journal(journal)
+        ops, self._journal_whole = _read_journal(journal)
         self._journal, self.journal_lines = journal, len(ops)
         return LkgRecord(meta=meta, document=document, pins=pins, modes=modes, ops=ops)
 
@@ -225,22 +271,30 @@ def _write_table(fh, table: Mapping[str, Any], step_aside: Callable[[], None] | 
         first = False
 
 
-def _read_journal(path: str) -> list[dict[str, Any]]:
+def _read_journal(path: str) -> tuple[list[dict[str, Any]], int | None]:
+    """The pushes in a journal, and the length of its whole part when its last line is
+    torn (None when it ends whole): the next append cuts the torn tail off first.
+
+    A torn tail is a push that was never acknowledged (the answer waits for the fsync).
+    A damaged line inside the journal is skipped, not the end of it: the pushes after it
+    were acknowledged."""
     try:
         with open(path, "rb") as fh:
-            lines = fh.read().split(b"\n")
+            data = fh.read()
     except FileNotFoundError:
-        return []
+        return [], None
+    lines = data.split(b"\n")
     ops = []
-    for line in lines:
+    for n, line in enumerate(lines[:-1], 1):
         if not line:
             continue
         try:
-            op = orjson.loads(line)
+            ops.append(orjson.loads(line))
         except orjson.JSONDecodeError:
-            break                 # a torn last line: the push it held was never acknowledged
-        ops.append(op)
-    return ops
+            log.error("%s: line %d is damaged; skipping it", path, n)
+    if lines[-1]:
+        log.warning("%s: its last line is torn (a write cut short); it is dropped", path)
+    return ops, (len(data) - len(lines[-1]) if lines[-1] else None)
 
 
 def _unlink(path: str) -> None:

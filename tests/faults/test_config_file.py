@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 
-from tests.faults.support import pinned_doc, ready_checks, serves_acme
+from tests.faults.support import copy_of, pinned_doc, ready_checks, serves_acme
 from tests.support.router_proc import RouterProcess
-from tests.support.servers import Backend, start_backend, stop_backend, wait_until
+from tests.support.servers import wait_until
 
 
 def missing(path):
@@ -49,32 +49,6 @@ def dangling_symlink(path):
 
 
 DAMAGES = [missing, unreadable, empty, torn, not_toml, invalid_config, dangling_symlink]
-
-
-def run_once(tmp_path, backend, **kwargs) -> RouterProcess:
-    """A router that served `pinned_doc` and stopped, leaving its LKG in tmp_path/state."""
-    proc = RouterProcess(tmp_path, pinned_doc(backend.address, control={"state_dir": "state"}), **kwargs).start()
-    assert serves_acme(proc)
-    wait_until(lambda: (tmp_path / "state" / "lkg.json").exists(), 10, message="lkg.json written")
-    assert proc.stop() == 0
-    return proc
-
-
-@pytest.fixture(scope="module")
-def ran_once(tmp_path_factory, bg):
-    """One run for the whole module; each test copies its directory (config + state)."""
-    backend = bg.run(start_backend(Backend("eu-1")))
-    proc = run_once(tmp_path_factory.mktemp("ran-once"), backend)
-    yield proc
-    bg.run(stop_backend(backend))
-
-
-def copy_of(ran: RouterProcess, tmp_path) -> RouterProcess:
-    shutil.copytree(ran.tmp_path, tmp_path, dirs_exist_ok=True)
-    proc = RouterProcess(tmp_path, ran.doc, port=ran.port)
-    proc.admin_port, proc.doc = ran.admin_port, ran.doc
-    proc.write_config(ran.doc)
-    return proc
 
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=lambda f: f.__name__)
