@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="router port")
     p.add_argument("--admin-port", type=int, default=9901, help="admin API port")
     p.add_argument("--base-port", type=int, default=18101, help="first demo stamp port")
-    p.add_argument("--data-dir", default=None, help="where the stamps keep their SQLite files")
+    p.add_argument("--data-dir", default=None, help="where the stamps keep their SQLite files and the router "
+                   "its state, kept on exit (default: a temporary directory, removed on exit)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("dns", help="the DNS updater")

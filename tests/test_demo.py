@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -39,14 +40,15 @@ def get(port, path="/", headers=None):
         conn.close()
 
 
-def test_demo_routes_tenants_to_their_stamps_and_stops_cleanly(tmp_path):
+def test_demo_routes_tenants_to_their_stamps_logs_each_request_and_removes_its_directory(tmp_path):
     base = free_run(3)
     port, admin = free_port(), free_port()
     while port in range(base, base + 3) or admin in range(base, base + 3):
         port, admin = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "router", "demo", "--port", str(port), "--admin-port", str(admin),
-                             "--base-port", str(base), "--data-dir", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--base-port", str(base)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
         def ready():
             try:
@@ -62,9 +64,15 @@ def test_demo_routes_tenants_to_their_stamps_and_stops_cleanly(tmp_path):
         assert get(port, "/", {"X-Tenant-ID": "acme"})[1]["visits"] == first + 1, "per-tenant counter in SQLite"
         status, body = get(port, "/", {"Host": f"globex.localhost:{port}"})
         assert body["stamp"] == "us-1" and body["tenant"] == "globex"
-        assert (tmp_path / "eu-1.sqlite3").exists()
+        [data_dir] = tmp_path.glob("stamp-router-demo-*")
+        assert (data_dir / "eu-1.sqlite3").exists()
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"curl -s -H 'X-Tenant-ID: acme' http://127.0.0.1:{port}/" in out
+    access = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [(a["tenant"], a["stamp"], a["status"]) for a in access] == [
+        ("acme", "eu-1", 200), ("acme", "eu-1", 200), ("globex", "us-1", 200)]
+    assert all(a["client"] == "127.0.0.1" and a["time"] > 0 and a["duration"] >= 0 for a in access)
+    assert list(tmp_path.glob("stamp-router-demo-*")) == [], "the demo's temporary directory is removed"

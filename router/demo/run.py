@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import tomllib
 from importlib import resources
@@ -28,8 +29,7 @@ def demo_document(port: int, admin_port: int, base_port: int) -> dict:
     return doc
 
 
-async def _run(args) -> int:
-    data_dir = args.data_dir or tempfile.mkdtemp(prefix="stamp-router-demo-")
+async def _run(args, data_dir: str) -> int:
     os.makedirs(data_dir, exist_ok=True)
     doc = demo_document(args.port, args.admin_port, args.base_port)
     doc["control"] = {**doc.get("control", {}), "state_dir": os.path.join(data_dir, "state")}
@@ -62,7 +62,9 @@ Try:
   curl -s 'http://127.0.0.1:{a}/route?tenant=newco'               # the decision, explained
   curl -s http://127.0.0.1:{a}/stamps                             # stamps and backend health
   curl -s http://127.0.0.1:{a}/metrics | grep stamp_router_requests
-Ctrl-C stops everything.""", flush=True)
+Each request the router answers is logged below as a JSON line (client, tenant, stamp,
+status, time). Ctrl-C stops everything{' and removes ' + data_dir if not args.data_dir else ''}.
+""", flush=True)
     try:
         return await run_config(config_path)
     finally:
@@ -72,7 +74,12 @@ Ctrl-C stops everything.""", flush=True)
 
 def run_demo(args) -> int:
     uvloop.install()
+    # A directory the demo made is the demo's to remove; one the user named is kept.
+    data_dir = args.data_dir or tempfile.mkdtemp(prefix="stamp-router-demo-")
     try:
-        return asyncio.run(_run(args))
+        return asyncio.run(_run(args, data_dir))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if not args.data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
