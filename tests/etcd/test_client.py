@@ -9,8 +9,9 @@ import subprocess
 
 import pytest
 
-from router.etcd.client import (EtcdClient, compare_lease, compare_mod_revision, delete_op, prefix_end, put_op)
+from router.etcd.client import (EtcdClient, Tls, compare_lease, compare_mod_revision, delete_op, prefix_end, put_op)
 from router.etcd.errors import EtcdAuthError, EtcdCompacted, EtcdLeaseLost, EtcdTooLarge, EtcdUnavailable
+from tests.support.etcd import EtcdServer
 from tests.support.servers import free_port
 
 
@@ -133,3 +134,59 @@ def test_user_and_password(etcd):
             with pytest.raises(EtcdAuthError):
                 await c.get(b"/a")
     run(main())
+
+
+def _certificates(directory) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test etcd CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    out = {"ca": str(directory / "ca.pem")}
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    # etcd's JSON gateway calls etcd's gRPC server presenting the server certificate, so
+    # with --client-cert-auth that certificate must be good for client auth too.
+    usages = {"server": [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+              "client": [ExtendedKeyUsageOID.CLIENT_AUTH]}
+    for name, usage in usages.items():
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                               critical=False)
+                .add_extension(x509.ExtendedKeyUsage(usage), critical=False).sign(ca_key, hashes.SHA256()))
+        (directory / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (directory / f"{name}-key.pem").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return {**out, "cert": str(directory / "server.pem"), "key": str(directory / "server-key.pem"),
+            "client": str(directory / "client.pem"), "client_key": str(directory / "client-key.pem")}
+
+
+def test_tls_with_a_client_certificate(tmp_path):
+    certs = _certificates(tmp_path)
+    server = EtcdServer(tmp_path / "etcd", tls=certs).start()
+    try:
+        async def main():
+            async with EtcdClient([server.url], tls=Tls(certs["ca"], certs["client"], certs["client_key"])) as c:
+                await c.put(b"/tls", b"yes")
+                assert (await c.get(b"/tls")).value == b"yes"
+            async with EtcdClient([server.url], tls=Tls(certs["ca"]), timeout=2) as c:
+                with pytest.raises(EtcdUnavailable):        # no client certificate: refused
+                    await c.get(b"/tls")
+            async with EtcdClient([server.url], tls=Tls(None, certs["client"], certs["client_key"]), timeout=2) as c:
+                with pytest.raises(EtcdUnavailable):        # etcd's certificate not trusted
+                    await c.get(b"/tls")
+        run(main())
+    finally:
+        server.kill()

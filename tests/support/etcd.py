@@ -6,6 +6,7 @@ import base64
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -20,11 +21,13 @@ class EtcdServer:
     """One single-member etcd. `kill` and `start` again keep its data directory, so a
     restart keeps revisions and keys, as a real etcd restart does."""
 
-    def __init__(self, directory: Path, name: str = "test") -> None:
+    def __init__(self, directory: Path, name: str = "test", tls: dict[str, str] | None = None) -> None:
         self.dir = directory
         self.name = name
         self.port, self.peer_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # tls: {"ca", "cert", "key"} paths; clients then need a certificate of that CA.
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> EtcdServer:
@@ -38,7 +41,9 @@ class EtcdServer:
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"{self.name}={peer}", "--log-level", "warn",
              # Keeps a test's fsyncs off a shared disk's queue; durability is not under test.
-             "--unsafe-no-fsync"],
+             "--unsafe-no-fsync",
+             *(["--cert-file", self.tls["cert"], "--key-file", self.tls["key"], "--client-cert-auth",
+                "--trusted-ca-file", self.tls["ca"]] if self.tls else [])],
             stdout=log, stderr=subprocess.STDOUT)
         wait_until(self.healthy, timeout, interval=0.05, message=f"etcd on {self.url} (log: {self.dir / 'etcd.log'})")
         return self
@@ -46,6 +51,8 @@ class EtcdServer:
     def healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"etcd exited with {self.proc.returncode}: {self.log()[-2000:]}")
+        if self.tls:
+            return _port_open(self.port)
         try:
             with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
                 return json.loads(resp.read()).get("health") == "true"
@@ -90,6 +97,14 @@ class EtcdServer:
 
     def compact(self, revision: int) -> None:
         self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def _b64(text: str) -> str:
