@@ -304,8 +304,9 @@ class Exchange:
             # A certificate that does not verify is a failed attempt like a refused
             # connection, never a reason to go on without TLS.
             self.connect_task = None
+            verify = getattr(exc, "verify_message", None)
             log.warning("TLS to backend %s of stamp %r failed: %s", pool.address, self.decision.stamp,
-                        getattr(exc, "verify_message", None) or exc.reason or exc)
+                        f"certificate verify failed: {verify}" if verify else exc.reason or exc)
             self._connect_failed(pool, "tls")
             return
         except OSError:
