@@ -39,7 +39,8 @@ from router.config.validate import key_path
 from router.control.candidate import Bootstrap, Candidate, sniff_format
 from router.control.pins import batch_op, check_op, journal_pin, pin_op
 from router.control.reloader import INVALID, ReloadResult
-from router.etcd.client import EtcdClient, KeyValue, Tls, WatchResponse, compare_mod_revision, delete_op, prefix_end, put_op
+from router.etcd.client import EtcdClient, KeyValue, WatchResponse, compare_mod_revision, delete_op, prefix_end, put_op
+from router.etcd.layout import Layout, client_for
 from router.etcd.limits import MAX_TXN_OPS
 from router.etcd.errors import EtcdCompacted, EtcdError, EtcdTooLarge, EtcdUnavailable
 
@@ -66,47 +67,6 @@ class SyncState(enum.Enum):
     SYNCED = "synced"              # serving etcd's content at `revision`
     REFUSED = "refused"            # etcd's content was refused; serving what was before
     DOWN = "down"                  # etcd unreachable; serving what was before
-
-
-@dataclass(frozen=True)
-class Layout:
-    prefix: str
-
-    @property
-    def root(self) -> bytes:
-        return (self.prefix.rstrip("/") + "/").encode()
-
-    @property
-    def config_key(self) -> bytes:
-        return self.root + b"config"
-
-    @property
-    def tenants(self) -> bytes:
-        return self.root + b"tenants/"
-
-    def tenant_key(self, tenant: str) -> bytes:
-        return self.tenants + tenant.encode()
-
-    def tenant_of(self, key: bytes) -> str | None:
-        if key.startswith(self.tenants):
-            return key[len(self.tenants):].decode("utf-8", "replace")
-        return None
-
-
-def client_for(settings: Etcd, resolve: Callable[[str], str]) -> EtcdClient:
-    """A client for `[control.etcd]`; files are relative to the config file. Reads the
-    password file (OSError if it cannot be read)."""
-    tls = None
-    if any(e.startswith("https://") for e in settings.endpoints):
-        tls = Tls(ca_file=resolve(settings.ca_file) if settings.ca_file else None,
-                  cert_file=resolve(settings.cert_file) if settings.cert_file else None,
-                  key_file=resolve(settings.key_file) if settings.key_file else None)
-    password = None
-    if settings.password_file:
-        with open(resolve(settings.password_file), encoding="utf-8") as fh:
-            password = fh.read().strip()
-    return EtcdClient(list(settings.endpoints), tls=tls, user=settings.user, password=password,
-                      timeout=settings.timeout)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ import signal
 import socket
 import sys
 
-from router.control.etcd_source import Layout, client_for
+from router.etcd.layout import Layout, client_for
 from router.dns.config import load_dns_config
+from router.dns.counts import EtcdCounts, FileCounts, default_path
 from router.dns.lock import EtcdLock, FencedProvider
 from router.dns.metrics import DnsMetrics, start_server
 from router.dns.providers import make_provider
@@ -39,9 +40,18 @@ def build(config_path: str, *, always_print: bool) -> Updater:
     cfg = load_dns_config(config_path)
     provider = make_provider(cfg)
     if cfg.lock is not None:
-        provider = FencedProvider(provider, make_lock(cfg, os.path.dirname(os.path.abspath(config_path))))
+        lock = make_lock(cfg, os.path.dirname(os.path.abspath(config_path)))
+        provider = FencedProvider(provider, lock)
+        counts = EtcdCounts(lock.client, Layout(cfg.lock.etcd.prefix).dns_state_key(_lock_name(cfg)), lock.key,
+                            lambda: lock.lease if lock.held else None)
+    else:
+        counts = FileCounts(cfg.sync.state_file or default_path(config_path, cfg.sync.owner_id))
     return Updater(cfg, provider, make_registry(cfg.source), metrics=DnsMetrics(),
-                   always_print=always_print)
+                   always_print=always_print, counts=counts)
+
+
+def _lock_name(cfg) -> str:
+    return cfg.lock.name or cfg.sync.owner_id
 
 
 def make_lock(cfg, base_dir: str) -> EtcdLock:
@@ -50,7 +60,7 @@ def make_lock(cfg, base_dir: str) -> EtcdLock:
         client = client_for(lock.etcd, lambda p: os.path.join(base_dir, os.path.expanduser(p)))
     except OSError as exc:
         raise ConfigError([("lock.etcd.password_file", f"cannot read it: {exc.strerror}")]) from None
-    key = Layout(lock.etcd.prefix).root + b"dns-lock/" + (lock.name or cfg.sync.owner_id).encode()
+    key = Layout(lock.etcd.prefix).dns_lock_key(_lock_name(cfg))
     return EtcdLock(client, key, lock.ttl, lock.identity or f"{socket.gethostname()}:{os.getpid()}")
 
 

@@ -85,7 +85,7 @@ class Sync(Section):
     min_owned_records: int = Field(10, ge=0, description="The fraction check applies once this many records are owned (octoDNS's MIN_EXISTING_RECORDS).")
     ttl: int = Field(30, ge=0, le=2147483647)
     remove_after: int = Field(3, ge=1, description="Unhealthy reads in a row before a stamp leaves the records.")
-    state_file: str | None = Field(None, description="Keeps the hysteresis counts across restarts and --once runs.")
+    state_file: str | None = Field(None, description="Keeps the hysteresis counts across restarts and --once runs; default state/dns-OWNER_ID.json beside this file ([lock]: etcd).")
 
 
 class Metrics(Section):
@@ -161,6 +161,9 @@ def _cross_checks(doc: dict) -> list[tuple[str, str]]:
     metrics = _section(doc, "metrics")
     if metrics.get("listen") and metrics.get("textfile"):
         errors.append(("metrics", "give listen or textfile, not both"))
+    if isinstance(doc.get("lock"), dict) and _section(doc, "sync").get("state_file") is not None:
+        errors.append(("sync.state_file", "with [lock], the hysteresis counts live in etcd beside the lock, "
+                       "where every replica reads them: remove state_file"))
     return errors + _check_names(doc)
 
 

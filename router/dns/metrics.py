@@ -14,7 +14,7 @@ from router.config.addresses import parse_hostport
 from router.dns.files import write_atomic
 
 RESULTS = ("ok", "dry_run", "refused", "invalid", "registry_error", "provider_error",
-           "conflict", "verify_error", "not_leader", "error")
+           "conflict", "verify_error", "not_leader", "state_error", "error")
 
 
 class DnsMetrics:

@@ -19,12 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TextIO
 
-import orjson
-
 from router.dns import hysteresis
 from router.dns.desired import desired_sets
 from router.dns.errors import ConflictError, DnsError, PlanInvalid, PlanRefused
-from router.dns.files import write_atomic
+from router.dns.counts import Counts, FileCounts, ProcessCounts
 from router.dns.model import Registry
 from router.dns.plan import Change, Limits, Plan, build_plan
 
@@ -50,7 +48,8 @@ class PassResult:
 
 class Updater:
     def __init__(self, cfg, provider, registry, *, metrics=None, out: TextIO | None = None,
-                 clock: Callable[[], float] = time.time, always_print: bool = False) -> None:
+                 clock: Callable[[], float] = time.time, always_print: bool = False,
+                 counts: Counts | None = None) -> None:
         self.cfg = cfg
         self.provider = provider
         self.registry = registry
@@ -59,46 +58,24 @@ class Updater:
         self.clock = clock
         self.always_print = always_print
         self.limits = Limits(cfg.sync.max_change_fraction, cfg.sync.min_owned_records)
-        self.memory: dict[str, hysteresis.StampMemory] | None = None
+        if counts is None:
+            counts = FileCounts(cfg.sync.state_file) if cfg.sync.state_file else ProcessCounts()
+        self.counts = counts
         self._last_printed: str | None = None
 
-    # -- hysteresis memory ---------------------------------------------------------
+    # -- hysteresis counts ---------------------------------------------------------
 
-    def _load_memory(self) -> dict[str, hysteresis.StampMemory]:
-        path = self.cfg.sync.state_file
-        if not path:
-            return {}
-        try:
-            with open(path, "rb") as fh:
-                return hysteresis.from_json(orjson.loads(fh.read()))
-        except FileNotFoundError:
-            return {}
-        except (OSError, orjson.JSONDecodeError) as exc:
-            log.warning("state file %s unreadable (%s); counting from scratch", path, exc)
-            return {}
-
-    def _save_memory(self) -> None:
-        path = self.cfg.sync.state_file
-        if not path:
-            return
-        try:
-            write_atomic(path, orjson.dumps(hysteresis.to_json(self.memory), option=orjson.OPT_INDENT_2), 0o600)
-        except OSError as exc:
-            log.warning("cannot write state file %s: %s", path, exc)
-
-    def advance(self, registry: Registry, *, dry_run: bool = False) -> frozenset[str]:
-        memory = self.memory if self.memory is not None else self._load_memory()
+    async def advance(self, registry: Registry, *, dry_run: bool = False) -> frozenset[str]:
+        """Move the counts on by one read and keep them (router.dns.counts); a dry run
+        previews the step and keeps nothing, or a few dry runs would remove a stamp
+        before remove_after reads."""
         reads = [(s.name, s.dns_healthy) for s in registry.stamps]
-        memory = hysteresis.advance(memory, reads, self.cfg.sync.remove_after)
-        if dry_run:
-            # What the next real pass would publish; its counts are not kept, here or in
-            # state_file, or a few dry runs would remove a stamp before remove_after reads.
-            return hysteresis.published(memory)
-        self.memory = memory
-        self._save_memory()
-        if self.metrics is not None:
-            self.metrics.observe_stamps({n: m.published for n, m in self.memory.items()})
-        return hysteresis.published(self.memory)
+        memory = hysteresis.advance(await self.counts.load(), reads, self.cfg.sync.remove_after)
+        if not dry_run:
+            await self.counts.save(memory)
+            if self.metrics is not None:
+                self.metrics.observe_stamps({n: m.published for n, m in memory.items()})
+        return hysteresis.published(memory)
 
     # -- one pass ------------------------------------------------------------------
 
@@ -139,7 +116,7 @@ class Updater:
 
     async def _pass(self, *, dry_run: bool, force: bool) -> PassResult:
         registry = await self.registry.read()
-        published = self.advance(registry, dry_run=dry_run)
+        published = await self.advance(registry, dry_run=dry_run)
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             state = await self.provider.read()
             plan = self.plan(registry, published, state)

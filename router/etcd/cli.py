@@ -82,7 +82,7 @@ def run_import(args) -> int:
 
 
 async def _import(args, settings: Etcd, resolve, valid, document: bytes) -> int:
-    from router.control.etcd_source import Layout, client_for
+    from router.etcd.layout import Layout, client_for
     from router.etcd.errors import EtcdError
     from router.etcd.transfer import apply_import, plan_import, read_prefix
     layout = Layout(settings.prefix)
@@ -118,7 +118,7 @@ def run_export(args) -> int:
 
 
 async def _export(args, settings: Etcd, resolve) -> int:
-    from router.control.etcd_source import Layout, client_for
+    from router.etcd.layout import Layout, client_for
     from router.etcd.errors import EtcdError
     from router.etcd.transfer import export
     client = client_for(settings, resolve)

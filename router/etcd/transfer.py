@@ -25,9 +25,10 @@ import orjson
 
 from router.config import ValidConfig, format_of, parse_document
 from router.control.candidate import PROCESS_SECTIONS
-from router.control.etcd_source import Layout, compose
+from router.control.etcd_source import compose
 from router.etcd.limits import MAX_TXN_BYTES, MAX_TXN_OPS
 from router.etcd.client import EtcdClient, KeyValue, delete_op, put_op
+from router.etcd.layout import Layout
 
 # Transactions in flight at once: pins are independent keys, so their order does not matter.
 PARALLEL = 4

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from router.config import load_config
-from router.control.etcd_source import Layout
+from router.etcd.layout import Layout
 from router.etcd.client import KeyValue
 from router.etcd.transfer import plan_import
 from tests.control.support import ROUTING

@@ -1,11 +1,16 @@
 """RFC 2136 dynamic update with TSIG: BIND 9, Knot, and any primary that speaks it.
 
-Reads are one TSIG-signed AXFR (RFC 5936), over TCP. Each change is one signed UPDATE
+Reads are one TSIG-signed AXFR (RFC 5936), over TCP. Each plan is one signed UPDATE
 whose prerequisites (RFC 2136 section 2.4) restate the old content of every set it
 touches, the ownership record included: "RRset exists (value dependent)" for a set that
 is there, "RRset does not exist" for one that is not. A server that changed since the
 read answers NXRRSET or YXRRSET and applies nothing; that is a ConflictError, and the
-updater reads again and re-plans. The prerequisite compares values, not TTLs (2.4.2).
+updater reads again and re-plans.
+
+A plan is one UPDATE message, which the server applies whole or not at all: a SERVFAIL
+or a refused key leaves the zone as it was; after a timeout the server holds the whole
+plan or none of it, and the next pass reads which. Only a plan over one message's
+size (about 60 KB of records, hundreds of keys) is split, each part still atomic. The prerequisite compares values, not TTLs (2.4.2).
 
 Plain servers hold no weights in A/AAAA sets: those carry the healthy stamps' addresses,
 and SRV records carry the weights.
@@ -58,6 +63,11 @@ _FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (dns.exception.FormError, "the server garbled the answer ({type}); a wrong TSIG key is the usual cause"),
     (EOFError, "the server closed the connection ({type}); a wrong TSIG key is the usual cause"),
 )
+
+# One DNS message over TCP is at most 65,535 bytes; the rest is room for the header,
+# the zone section and the TSIG record.
+MAX_UPDATE_BYTES = 60_000
+_UPDATE_OVERHEAD = 12
 
 _KEY_BLOCK = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.S)
 _STATEMENT = re.compile(r'(algorithm|secret)\s+"?([^";\s]+)"?\s*;')
@@ -119,7 +129,7 @@ class Rfc2136Provider(Provider):
             self._keyring, self._keyname = keyring, name
         return self._keyring, self._keyname
 
-    def _failure(self, exc: BaseException, doing: str) -> ProviderError:
+    def _failure(self, exc: BaseException, doing: str, after: str = "") -> ProviderError:
         key = self._keyname.to_text(omit_final_dot=True) if self._keyname else "?"
         where = f"{self.cfg.server} ({doing} {self.zone})"
         # First match wins: PeerBadKey and friends subclass the more general kinds below.
@@ -128,8 +138,8 @@ class Rfc2136Provider(Provider):
                 rcode = dns.rcode.to_text(exc.rcode) if isinstance(exc, dns.xfr.TransferError) else ""
                 detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 return ProviderError(where + ": " + template.format(
-                    key=key, timeout=self.timeout, rcode=rcode, detail=detail, type=type(exc).__name__))
-        return ProviderError(f"{where}: {type(exc).__name__}: {exc}")
+                    key=key, timeout=self.timeout, rcode=rcode, detail=detail, type=type(exc).__name__) + after)
+        return ProviderError(f"{where}: {type(exc).__name__}: {exc}{after}")
 
     async def _read_records(self) -> list[Record]:
         keyring, keyname = self._key()
@@ -146,34 +156,66 @@ class Rfc2136Provider(Provider):
                             [rd.to_text() for rd in rds])
                 for name, rds in zone.iterate_rdatasets()]
 
-    def _update(self, change: Change) -> dns.update.UpdateMessage:
+    def _update(self, changes: tuple[Change, ...]) -> dns.update.UpdateMessage:
         keyring, keyname = self._key()
         msg = dns.update.UpdateMessage(self.zone, keyring=keyring, keyname=keyname)
-        for old, new in diff_sets(change):
-            if old is not None:
-                msg.present(old.name, old.type, *old.values)
-            else:
-                msg.absent(new.name, new.type)
-            if new is None:
-                msg.delete(old.name, old.type)
-            elif old is None or old != new:
-                msg.replace(new.name, new.ttl, new.type, *new.values)
+        for change in changes:
+            for old, new in diff_sets(change):
+                if old is not None:
+                    msg.present(old.name, old.type, *old.values)
+                else:
+                    msg.absent(new.name, new.type)
+                if new is None:
+                    msg.delete(old.name, old.type)
+                elif old is None or old != new:
+                    msg.replace(new.name, new.ttl, new.type, *new.values)
         return msg
 
-    async def _apply(self, changes: tuple[Change, ...]) -> None:
+    def _batches(self, changes: tuple[Change, ...]) -> list[tuple[Change, ...]]:
+        """The plan in as few UPDATE messages as fit in one DNS message over TCP: usually
+        one, which the server applies whole or not at all (RFC 2136 3.4, 3.7)."""
+        batches: list[tuple[Change, ...]] = []
+        batch: list[Change] = []
+        size = 0
         for change in changes:
-            msg = self._update(change)
+            cost = len(self._update((change,)).to_wire()) - _UPDATE_OVERHEAD
+            if batch and size + cost > MAX_UPDATE_BYTES:
+                batches.append(tuple(batch))
+                batch, size = [], 0
+            batch.append(change)
+            size += cost
+        if batch:
+            batches.append(tuple(batch))
+        return batches
+
+    async def _apply(self, changes: tuple[Change, ...]) -> None:
+        batches = self._batches(changes)
+        for number, batch in enumerate(batches):
+            msg = self._update(batch)
             try:
                 response = await dns.asyncquery.tcp(msg, self.host, port=self.port, timeout=self.timeout)
             except (dns.exception.DNSException, OSError, EOFError, asyncio.TimeoutError) as exc:
-                raise self._failure(exc, "updating") from None
+                unknown = isinstance(exc, (dns.exception.Timeout, asyncio.TimeoutError))
+                raise self._failure(exc, "updating", _written(batches, number, unknown)) from None
             rcode = response.rcode()
             if rcode == dns.rcode.NOERROR:
                 continue
-            name, rtype = change.key
+            keys = ", ".join(f"{name} {rtype}" for name, rtype in (c.key for c in batch))
             if rcode in _CONFLICT:
-                raise ConflictError(f"{self.describe()}: {name} {rtype} changed since it was read "
-                                    f"({dns.rcode.to_text(rcode)} on the prerequisites)")
+                raise ConflictError(f"{self.describe()}: {'' if len(batch) == 1 else 'one of '}{keys} changed since "
+                                    f"it was read ({dns.rcode.to_text(rcode)} on the prerequisites)"
+                                    + _written(batches, number))
             hint = _HINTS.get(rcode, "")
-            raise ProviderError(f"{self.describe()}: update of {name} {rtype} answered "
-                                f"{dns.rcode.to_text(rcode)}" + (f": {hint}" if hint else ""))
+            raise ProviderError(f"{self.describe()}: update of {keys} answered "
+                                f"{dns.rcode.to_text(rcode)}" + (f": {hint}" if hint else "") + _written(batches, number))
+
+
+def _written(batches: list, failed: int, unknown: bool = False) -> str:
+    """What a failed write left: nothing of this plan, unless earlier messages applied
+    (or, `unknown`: the unanswered message may have been applied, whole)."""
+    if unknown:
+        return ("; the server may hold this update whole or not at all (never a part): "
+                "the next pass reads the zone and plans from what is there")
+    if failed == 0:
+        return "; the zone is as it was"
+    return f"; {failed} of {len(batches)} update messages were applied before it (the next pass reads and re-plans)"
