@@ -33,6 +33,7 @@ class ErrorKind(enum.Enum):
     RESIDENCY_UNKNOWN = "residency_unknown"
     NO_RESIDENCY_STAMP = "no_residency_stamp"
     MISDIRECTED = "misdirected"
+    OVERLOADED = "overloaded"
 
 
 STATUS: dict[ErrorKind, int] = {
@@ -56,6 +57,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.UPSTREAM_FAILURE: 502,
     ErrorKind.NO_HEALTHY_STAMP: 503,
     ErrorKind.NO_RESIDENCY_STAMP: 503,
+    ErrorKind.OVERLOADED: 503,
     ErrorKind.UPSTREAM_TIMEOUT: 504,
 }
 assert set(STATUS) == set(ErrorKind), "every error kind needs a status"

@@ -55,6 +55,10 @@ class ProxyMetrics(Collector):
         self.tls_failures: dict[str, int] = {}    # failed handshakes by reason
         self.sni_fallbacks: dict[str, int] = {}   # handshakes served the first certificate: "none", "unknown"
         self.panic_routed: dict[str, int] = {}
+        self.overload_shed = 0                    # requests answered 503: over limits.max_memory
+        self.overload_entered = 0                 # times a worker went over limits.max_memory
+        self.overload_shedding = 0                # 1 while this worker sheds (summed: workers shedding)
+        self.resident_memory = 0                  # bytes, this worker's (the memory guard reads it)
         self._config_info = config_info
         if registry is not None:
             registry.register(self)
@@ -89,7 +93,9 @@ class ProxyMetrics(Collector):
             "open_connections": self.open_connections, "in_flight": self.in_flight,
             "connections_refused": self.connections_refused, "proxy_protocol_errors": self.proxy_protocol_errors,
             "misdirected": self.misdirected, "redirects": self.redirects, "tls_failures": self.tls_failures,
-            "sni_fallbacks": self.sni_fallbacks,
+            "sni_fallbacks": self.sni_fallbacks, "overload_shed": self.overload_shed,
+            "overload_entered": self.overload_entered, "overload_shedding": self.overload_shedding,
+            "resident_memory": self.resident_memory,
         }
 
     def add(self, data: dict, gauges: bool = True) -> None:
@@ -112,9 +118,12 @@ class ProxyMetrics(Collector):
         self.proxy_protocol_errors += data["proxy_protocol_errors"]
         self.misdirected += data["misdirected"]
         self.redirects += data["redirects"]
+        self.overload_shed += data["overload_shed"]
+        self.overload_entered += data["overload_entered"]
         if gauges:
             self.open_connections += data["open_connections"]
             self.in_flight += data["in_flight"]
+            self.overload_shedding += data["overload_shedding"]
 
     def tls_handshake_failed(self, reason: str) -> None:
         self.tls_failures[reason] = self.tls_failures.get(reason, 0) + 1
@@ -179,6 +188,12 @@ class ProxyMetrics(Collector):
                                   "was not the name of their TLS connection (SNI).", value=self.misdirected)
         yield CounterMetricFamily("stamp_router_http_redirects", "Requests on listen.http answered 308 to https "
                                   "(listen.redirect_http).", value=self.redirects)
+        yield CounterMetricFamily("stamp_router_overload_shed_requests", "Requests answered 503 (overloaded) "
+                                  "because their worker was over limits.max_memory.", value=self.overload_shed)
+        yield CounterMetricFamily("stamp_router_overload_entered", "Times a worker went over limits.max_memory "
+                                  "and stopped accepting connections.", value=self.overload_entered)
+        yield GaugeMetricFamily("stamp_router_overload_shedding", "Workers over limits.max_memory now: not "
+                                "accepting connections, answering new requests 503.", value=self.overload_shedding)
         info = self._config_info()
         if info:
             yield InfoMetricFamily("stamp_router_config", "The config being served.",
@@ -221,3 +236,13 @@ class SummedProxyMetrics(Collector):
 
     def collect(self) -> Iterator:
         yield from self.total().collect()
+        rss = GaugeMetricFamily("stamp_router_worker_resident_memory_bytes", "Resident memory of each worker, "
+                                "as its memory guard last read it (limits.max_memory).", labels=["worker"])
+        # By slot: while a generation replaces another, two workers share one (the larger counts).
+        by_slot: dict[int, int] = {}
+        for data in list(self.latest.values()):
+            slot = data.get("slot", 0)
+            by_slot[slot] = max(by_slot.get(slot, 0), data["resident_memory"])
+        for slot, resident in sorted(by_slot.items()):
+            rss.add_metric([str(slot)], resident)
+        yield rss

@@ -241,7 +241,7 @@ class Worker:
         if now < self._next_counters:
             return None
         self._next_counters = now + 1.0
-        return self.metrics.export(self.health)
+        return {**self.metrics.export(self.health), "slot": self.spec.slot}
 
     async def _report_loop(self) -> None:
         while True:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
 from typing import TYPE_CHECKING
@@ -180,6 +181,9 @@ class Exchange:
         snap = self.snap
         if self.request_id is None:
             self.request_id = server.next_request_id()
+        if server.shedding:
+            self.shed()
+            return
         if self.content_length is not None and self.content_length > self.settings.max_body_bytes:
             self.refuse(ErrorKind.BODY_TOO_LARGE, "request body exceeds limits.max_body_bytes")
             return
@@ -206,6 +210,14 @@ class Exchange:
             server.metrics.failover(d.placed, d.stamp)
         self.head = self._build_head(d)
         self.dispatch(False)
+
+    def shed(self) -> None:
+        """The worker is over limits.max_memory (router.proxy.overload): 503, and the
+        connection closes, so the client's retry opens one where there is room."""
+        self.server.metrics.overload_shed += 1
+        self.keep_alive = False
+        retry_after = b"%d" % max(1, math.ceil(self.snap.config.routing.retry_after))
+        self.refuse(ErrorKind.OVERLOADED, "the router is over limits.max_memory", ((b"Retry-After", retry_after),))
 
     def _build_head(self, d) -> bytes:
         """The request head sent upstream. Called once per request: the forwarded lines

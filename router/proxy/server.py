@@ -10,6 +10,7 @@ from typing import Coroutine
 from router.metrics import ProxyMetrics
 from router.proxy.access_log import AccessLog
 from router.proxy.downstream import ClientConnection, ProxiedConnection
+from router.proxy.overload import MemoryGuard
 from router.proxy.tenant_rate import tenant_rate_for
 from router.proxy.tls import RedirectConnection, serve_https
 from router.proxy.upstream import Pools
@@ -47,6 +48,8 @@ class ProxyServer:
         self.tls_handshake_timeout = cfg.timeouts.tls_handshake
         self.https_port = 443            # where listen.redirect_http points
         self._sweeper: asyncio.Task | None = None
+        self._accepting: tuple = ()      # what serve() accepts on, to stop and resume (overload)
+        self.guard = MemoryGuard(self)   # limits.max_memory
         state.on_swap(self._adopt)
 
     # -- shared helpers used by connections --------------------------------------------
@@ -97,11 +100,39 @@ class ProxyServer:
         supervisor keeps them open, so this server closing never resets a queued connection.
         `https_listeners` are accepted on by router.proxy.tls, with self.tls."""
         connection = RedirectConnection if redirect else ProxiedConnection if proxy_protocol else ClientConnection
-        self._servers = [await self.loop.create_server(lambda: connection(self), sock=sock) for sock in listeners]
+        self._accepting = (connection, listeners, https_listeners)
+        await self._accept()
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    async def _accept(self) -> None:
+        connection, listeners, https_listeners = self._accepting
+        # A duplicate of each socket: closing a server closes the socket it was given, and
+        # the memory guard stops and resumes accepting (the listener itself stays open).
+        self._servers = [await self.loop.create_server(lambda: connection(self), sock=sock.dup())
+                         for sock in listeners]
         for sock in https_listeners:
             self.https_port = sock.getsockname()[1]
             self._https.append(self.loop.create_task(serve_https(self, sock)))
-        self._sweeper = self.loop.create_task(self._sweep())
+
+    def stop_accepting(self) -> None:
+        """Overloaded: leave new connections in the listen queue (another worker, or this one
+        once recovered, takes them), and close keep-alive connections waiting for their
+        next request: what they hold is given back."""
+        for server in self._servers:
+            server.close()
+        for accepting in self._https:
+            accepting.cancel()
+        self._servers, self._https = [], []
+        for conn in list(self.connections):
+            conn.close_if_idle()
+
+    def resume_accepting(self) -> None:
+        if not self.draining and not self._servers and self._accepting:
+            self.spawn(self._accept())
+
+    @property
+    def shedding(self) -> bool:
+        return self.guard.shedding
 
     @property
     def sockets(self):
@@ -110,12 +141,17 @@ class ProxyServer:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
-            now = self.loop.time()
-            for conn in list(self.connections):
-                conn.check_deadline(now)
-            self.pools.sweep(now)
-            if self.access_log is not None:
-                self.access_log.flush()
+            self._sweep_once(self.loop.time())
+
+    def _sweep_once(self, now: float) -> None:
+        # A function of its own: a loop variable left in the coroutine's frame would keep
+        # the last connection checked (and all it holds) alive after it closed.
+        for conn in list(self.connections):
+            conn.check_deadline(now)
+        self.pools.sweep(now)
+        if self.access_log is not None:
+            self.access_log.flush()
+        self.guard.check()
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish (bounded), then close everything."""

@@ -1,0 +1,25 @@
+"""The memory overload table (router.core.overload), without a process."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.core.overload import Pressure, next_pressure
+
+N, S = Pressure.NORMAL, Pressure.SHEDDING
+LIMIT = 1000
+
+
+@pytest.mark.parametrize(("state", "resident", "limit", "expected"), [
+    (N, 10**12, None, N),            # no limit, no overload
+    (S, 10**12, None, N),            # a reload that removes the limit ends shedding
+    (N, 999, LIMIT, N),
+    (N, 1000, LIMIT, S),             # at the limit is over it
+    (S, 1000, LIMIT, S),
+    (S, 950, LIMIT, S),              # under the limit, above 90 %: no flapping back
+    (N, 950, LIMIT, N),
+    (S, 900, LIMIT, S),              # 90 % itself is not under it
+    (S, 899, LIMIT, N),
+])
+def test_transitions(state, resident, limit, expected):
+    assert next_pressure(state, resident, limit) is expected
