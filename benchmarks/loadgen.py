@@ -19,11 +19,17 @@ def write_requests(path: Path, header_sets: list[list[tuple[str, str]]]) -> Path
     return path
 
 
+def url(port: int, tls: bool) -> str:
+    # Over TLS the name is the certificate's (tls_material.py): wrk sends it as SNI and in
+    # Host, which the router requires to be the same (421 otherwise).
+    return f"https://localhost:{port}/" if tls else f"http://127.0.0.1:{port}/"
+
+
 def wrk(port: int, requests_file: Path, *, duration: float, connections: int, threads: int,
-        cpus: str | None, timeout_s: float = 10.0) -> dict:
+        cpus: str | None, timeout_s: float = 10.0, tls: bool = False) -> dict:
     cmd = pinned(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s",
                   "--latency", "--timeout", f"{timeout_s:g}s", "-s", str(LUA),
-                  f"http://127.0.0.1:{port}/", "--", str(requests_file)], cpus)
+                  url(port, tls), "--", str(requests_file)], cpus)
     # wrk ends by itself after -d; the subprocess timeout only guards against a hang.
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + timeout_s + 30)
     for line in out.stdout.splitlines():
@@ -33,11 +39,11 @@ def wrk(port: int, requests_file: Path, *, duration: float, connections: int, th
 
 
 def measure(pid: int, port: int, requests_file: Path, *, duration: float, connections: int, threads: int,
-            cpus: str | None) -> dict:
+            cpus: str | None, tls: bool = False) -> dict:
     """Run wrk once; report throughput, latency and the proxy's CPU per request."""
     user0, sys0 = cpu_times(pid)
     t0 = time.monotonic()
-    res = wrk(port, requests_file, duration=duration, connections=connections, threads=threads, cpus=cpus)
+    res = wrk(port, requests_file, duration=duration, connections=connections, threads=threads, cpus=cpus, tls=tls)
     wall = time.monotonic() - t0
     user1, sys1 = cpu_times(pid)
     user, system = user1 - user0, sys1 - sys0

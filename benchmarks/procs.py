@@ -165,15 +165,15 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def nginx_worker(master: int, timeout: float = 5.0) -> int:
-    """The single worker of an nginx master: the process that does the proxying."""
+def only_worker(master: int, timeout: float = 5.0) -> int:
+    """The single worker of a master (nginx, the router's supervisor): the process that proxies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         kids = children_of(master)
         if kids:
             return kids[0]
         time.sleep(0.05)
-    raise RuntimeError(f"nginx master {master} has no worker")
+    raise RuntimeError(f"process {master} has no worker")
 
 
 def machine() -> dict:

@@ -27,7 +27,8 @@ import report  # noqa: E402
 from procs import Procs, ToolMissing, machine, require  # noqa: E402
 from scenarios import SCENARIOS, Bench  # noqa: E402
 
-DEFAULT_SCENARIOS = ("header", "subdomain", "jwt", "pins", "bodies", "reload", "syscalls", "profile")
+DEFAULT_SCENARIOS = ("header", "subdomain", "jwt", "pins", "bodies", "reload", "tls", "tls-handshake", "syscalls",
+                     "profile")
 
 
 def parse_size(text: str) -> int:
@@ -51,12 +52,15 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument("--pins", type=int, default=1_000_000, help="size of the big pin table (default 1000000)")
     p.add_argument("--body-size", type=parse_size, default=1024 ** 3, help="upload/download size (default 1GiB)")
+    p.add_argument("--handshake-procs", type=int, default=4,
+                   help="client processes of the tls-handshake scenario (default 4)")
     p.add_argument("--no-jwt-nocache", dest="jwt_nocache", action="store_false",
                    help="leave out the router with its token cache off from the JWT scenario")
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not pin the proxy and the load generator to separate cores")
     p.add_argument("--profile-seconds", type=int, default=10, help="py-spy sampling time per profile (default 10)")
-    p.add_argument("--profile-modes", default="header,jwt", help="router routings to profile (default header,jwt)")
+    p.add_argument("--profile-modes", default="header,jwt,tls",
+                   help="router routings to profile: header, jwt, tls (header routing over TLS); default all three")
     p.add_argument("--reload-args", default="", help="extra arguments passed to benchmarks/reload_latency.py")
     p.add_argument("--reload-timeout", type=int, default=300, help="seconds reload_latency.py may take (default 300)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="results directory (default benchmarks/results)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import statistics
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import bodies
 import jwt_material
 import spy
 from loadgen import measure, wrk, write_requests
-from procs import Procs, cpu_seconds, free_port, peak_rss_mib, pinned, rss_mib, wait_port
+from procs import Procs, cpu_seconds, cpu_times, free_port, peak_rss_mib, pinned, rss_mib, wait_port
 from systems import (DOMAIN, STAMPS, SYSTEMS, Backend, RouterSystem, Routing, Running, System, stamp_of,
                      tenant_id, write_table)
 
@@ -58,6 +59,7 @@ class Bench:
         self.log = log
         self._backend: Backend | None = None
         self._tables: dict[int, object] = {}
+        self._tls = None
 
     @property
     def backend(self) -> Backend:
@@ -65,6 +67,13 @@ class Bench:
             self._backend = Backend(self.tmp, {s: free_port() for s in STAMPS})
             self._backend.start(self.procs, self.load_cpus)
         return self._backend
+
+    @property
+    def tls_material(self):
+        if self._tls is None:
+            import tls_material
+            self._tls = tls_material.material(self.tmp / "tls")
+        return self._tls
 
     def table(self, count: int):
         if count not in self._tables:
@@ -91,7 +100,12 @@ class Bench:
 
 def probe(entry: Entry) -> None:
     """One request, checked: right status, right stamp, tenant header set upstream."""
-    conn = http.client.HTTPConnection("127.0.0.1", entry.running.port, timeout=10)
+    tls = entry.routing.tls
+    if tls is not None:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file))
+        conn = http.client.HTTPSConnection(tls.server_name, entry.running.port, timeout=10, context=ctx)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", entry.running.port, timeout=10)
     try:
         conn.request("GET", "/", headers=dict(entry.probe))
         resp = conn.getresponse()
@@ -137,13 +151,14 @@ def run_entries(bench: Bench, entries: list[Entry], *, stop_after: bool = True) 
     for entry in entries:
         if args.warmup > 0:
             wrk(entry.running.port, entry.requests, duration=args.warmup, connections=args.connections,
-                threads=args.threads, cpus=bench.load_cpus)
+                threads=args.threads, cpus=bench.load_cpus, tls=entry.routing.tls is not None)
     rounds: dict[str, list[dict]] = {e.label: [] for e in entries}
     for r in range(args.rounds):
         order = entries[r % len(entries):] + entries[:r % len(entries)]
         for entry in order:
             res = measure(entry.running.pid, entry.running.port, entry.requests, duration=args.duration,
-                          connections=args.connections, threads=args.threads, cpus=bench.load_cpus)
+                          connections=args.connections, threads=args.threads, cpus=bench.load_cpus,
+                          tls=entry.routing.tls is not None)
             rounds[entry.label].append(res)
             flag = f"  ERRORS {res['errors']} {res['error_detail']}" if res["errors"] else ""
             bench.log(f"  round {r + 1}/{args.rounds} {entry.label:<20} {res['rps']:>9.0f} req/s  "
@@ -371,7 +386,8 @@ def _run_reload_latency(bench: Bench, script: Path, mode: list[str]) -> dict:
 
 
 def scenario_profile(bench: Bench) -> dict:
-    """py-spy on the router while wrk loads it: header routing, then JWT with token reuse.
+    """py-spy on the router while wrk loads it: header routing, then JWT with token reuse,
+    then header routing over TLS (`tls`).
 
     Sampled with --native, which stops the process for each sample: the router runs
     slower while profiled, so these runs are not among the measured rounds.
@@ -391,11 +407,12 @@ def scenario_profile(bench: Bench) -> dict:
             material = None
             rows = [[("X-Tenant-ID", t)] for t in tenants]
         requests = write_requests(bench.tmp / f"req-profile-{mode}.txt", rows)
-        routing = Routing(mode, table, bench.backend.addresses, jwt=material)
+        tls = bench.tls_material if mode == "tls" else None
+        routing = Routing("header" if tls else mode, table, bench.backend.addresses, jwt=material, tls=tls)
         running = RouterSystem(bench.tmp).start(bench.procs, routing, free_port(), bench.proxy_cpus, f"profile-{mode}")
         try:
             wrk(running.port, requests, duration=2, connections=bench.args.connections, threads=bench.args.threads,
-                cpus=bench.load_cpus)
+                cpus=bench.load_cpus, tls=tls is not None)
             raw = bench.tmp / f"profile-{mode}.txt"
             svg = results_dir / f"profile-{mode}.svg"
             entry = {}
@@ -404,7 +421,7 @@ def scenario_profile(bench: Bench) -> dict:
                 load = {}
                 t = threading.Thread(target=lambda: load.update(wrk(
                     running.port, requests, duration=seconds + 2, connections=bench.args.connections,
-                    threads=bench.args.threads, cpus=bench.load_cpus)))
+                    threads=bench.args.threads, cpus=bench.load_cpus, tls=tls is not None)))
                 t.start()
                 log, _ = rec.communicate(timeout=seconds + 60)
                 t.join()
@@ -465,6 +482,105 @@ def scenario_syscalls(bench: Bench) -> dict:
     return out
 
 
+def scenario_tls(bench: Bench) -> dict:
+    """Keep-alive requests over TLS (ECDSA P-256, TLS 1.3 as wrk negotiates it), the header
+    routing of `header`; each system also runs the same load in plain HTTP in the same
+    rounds, so that what TLS adds to each is the difference of two rows measured alike."""
+    table = bench.table(100)
+    requests = write_requests(bench.tmp / "req-tls.txt", [[("X-Tenant-ID", tenant_id(i))] for i in range(100)])
+    cert = bench.tls_material
+    header = [("X-Tenant-ID", tenant_id(7))]
+    entries = []
+    for name, sysobj in bench.systems().items():
+        for tls, label in ((cert, name), (None, f"{name} (plain http)")):
+            routing = Routing("header", table, bench.backend.addresses, tls=tls)
+            entries.append(Entry(label, sysobj, routing, requests, header, stamp_of(7), tenant_id(7),
+                                 "tls" if tls else "tls-plain"))
+    res = run_entries(bench, entries)
+    out = {"description": "X-Tenant-ID header routing (100 pins) over TLS 1.3, keep-alive, ECDSA P-256 "
+                          "certificate; each system also in plain HTTP in the same rounds",
+           "results": res, "ratios": {"router/haproxy": ratios(res, "router", "haproxy"),
+                                      "router/nginx": ratios(res, "router", "nginx")},
+           "tls_cost_us_per_req": {},
+           "notes": ["tls: the router also checks every request's Host against the connection's SNI (421); "
+                     "HAProxy and nginx here do not"]}
+    for name in ("router", "haproxy", "nginx"):
+        a, b = res.get(name), res.get(f"{name} (plain http)")
+        if a and b:
+            out["tls_cost_us_per_req"][name] = round(a["median"]["cpu_us_per_req"] - b["median"]["cpu_us_per_req"], 1)
+    return out
+
+
+def scenario_tls_handshake(bench: Bench) -> dict:
+    """New TLS connections per second: full handshakes, then resumed ones (a TLS 1.3 session
+    ticket offered on every connection), from benchmarks/handshakes.py's client processes
+    on the load core, with the server's CPU read around each round."""
+    args = bench.args
+    cert = bench.tls_material
+    routing = Routing("header", bench.table(100), bench.backend.addresses, tls=cert)
+    header = [("X-Tenant-ID", tenant_id(7))]
+    entries = [Entry(name, sysobj, routing, Path("-"), header, stamp_of(7), tenant_id(7), "tls-handshake")
+               for name, sysobj in bench.systems().items()]
+    for entry in entries:
+        bench.log(f"  starting {entry.label}")
+        entry.running = entry.system.start(bench.procs, routing, free_port(), bench.proxy_cpus, entry.tag)
+        probe(entry)
+    out = {"description": f"new TLS 1.3 connections per second, ECDSA P-256, {args.handshake_procs} client "
+                          "processes (benchmarks/handshakes.py), each connection handshaken, half-closed, "
+                          "read to the server's close",
+           "command": f"python benchmarks/handshakes.py --port PORT --mode MODE --procs {args.handshake_procs} "
+                      f"--duration {args.duration:g}",
+           "results": {}, "ratios": {}}
+    try:
+        for mode in ("full", "resumed"):
+            rounds: dict[str, list[dict]] = {e.label: [] for e in entries}
+            for entry in entries:        # warm-up, unmeasured
+                handshake_round(bench, entry, mode, min(args.warmup, 1.0) or 1.0)
+            for r in range(args.rounds):
+                for entry in entries[r % len(entries):] + entries[:r % len(entries)]:
+                    res = handshake_round(bench, entry, mode, args.duration)
+                    rounds[entry.label].append(res)
+                    bench.log(f"  {mode:<7} round {r + 1}/{args.rounds} {entry.label:<8} {res['per_second']:>7.0f} conn/s  "
+                              f"{res['cpu_us_per_conn']:>6.1f} us CPU/conn  proxy core {100 * res['cpu_util']:.0f}%  "
+                              f"resumed {res['resumed']}/{res['connections']}  errors {res['errors']}")
+            for label, rs in rounds.items():
+                med = {k: statistics.median([x[k] for x in rs]) for k in
+                       ("per_second", "cpu_us_per_conn", "user_us_per_conn", "sys_us_per_conn", "cpu_util")}
+                med["per_cpu_second"] = 1e6 / med["cpu_us_per_conn"] if med["cpu_us_per_conn"] else None
+                med["resumed_share"] = sum(x["resumed"] for x in rs) / max(1, sum(x["connections"] for x in rs))
+                med["errors"] = sum(x["errors"] for x in rs)
+                out["results"].setdefault(label, {"system": label})[mode] = {"median": med, "rounds": rs}
+            a, b = out["results"].get("router", {}).get(mode), out["results"].get("haproxy", {}).get(mode)
+            if a and b:
+                out["ratios"][f"router/haproxy {mode}"] = {
+                    "per_second": round(a["median"]["per_second"] / b["median"]["per_second"], 3),
+                    "cpu_us_per_conn": round(a["median"]["cpu_us_per_conn"] / b["median"]["cpu_us_per_conn"], 3)}
+    finally:
+        for entry in entries:
+            bench.procs.stop(entry.running.proc)
+    return out
+
+
+def handshake_round(bench: Bench, entry: Entry, mode: str, duration: float) -> dict:
+    pid = entry.running.pid
+    cmd = pinned([sys.executable, str(HERE / "handshakes.py"), "--port", str(entry.running.port),
+                  "--server-name", entry.routing.tls.server_name, "--mode", mode,
+                  "--procs", str(bench.args.handshake_procs), "--duration", f"{duration:g}"], bench.load_cpus)
+    user0, sys0 = cpu_times(pid)
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    wall = time.monotonic() - t0
+    user1, sys1 = cpu_times(pid)
+    got = next((json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines()
+                if line.startswith("HANDSHAKES_JSON ")), None)
+    if got is None:
+        raise RuntimeError(f"handshakes.py gave no result (exit {done.returncode}): {done.stderr[-800:]}")
+    n = got["connections"] or 1
+    user, system = user1 - user0, sys1 - sys0
+    return {**got, "cpu_us_per_conn": (user + system) / n * 1e6, "user_us_per_conn": user / n * 1e6,
+            "sys_us_per_conn": system / n * 1e6, "cpu_util": (user + system) / wall if wall else None}
+
+
 SCENARIOS = {
     "header": scenario_header,
     "subdomain": scenario_subdomain,
@@ -474,4 +590,6 @@ SCENARIOS = {
     "reload": scenario_reload,
     "syscalls": scenario_syscalls,
     "profile": scenario_profile,
+    "tls": scenario_tls,
+    "tls-handshake": scenario_tls_handshake,
 }

@@ -25,7 +25,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procs import Procs, nginx_worker, pinned, require, wait_port
+from procs import Procs, only_worker, pinned, require, wait_port
+
+from router.config.schema import MOZILLA_INTERMEDIATE
 
 DOMAIN = "bench.test"
 STAMPS = ("stamp-a", "stamp-b")
@@ -79,6 +81,22 @@ class JwtMaterial:
 
 
 @dataclass
+class TlsCert:
+    """The pair every system serves in the TLS scenarios (tls_material.py)."""
+
+    cert_file: Path
+    key_file: Path
+    combined_file: Path      # cert then key: HAProxy's crt
+    ca_file: Path
+    server_name: str
+
+
+# Every system offers the router's default TLS 1.2 list (Mozilla "intermediate"), TLS
+# 1.2 and 1.3 only, ALPN http/1.1; TLS 1.3 suites are OpenSSL's defaults in all three.
+TLS_CIPHERS = MOZILLA_INTERMEDIATE
+
+
+@dataclass
 class Routing:
     mode: str                               # header | subdomain | jwt
     table: Table
@@ -86,6 +104,7 @@ class Routing:
     jwt: JwtMaterial | None = None
     max_body: bool = False                  # 1 GiB bodies: lift body limits, stream both ways
     jwt_cache: bool = True                  # router only: False verifies every request
+    tls: TlsCert | None = None              # clients speak TLS to the system (https://localhost)
 
 
 # -- the backend ---------------------------------------------------------------------------
@@ -173,9 +192,14 @@ class RouterSystem(System):
 
     def config(self, routing: Routing, port: int, admin_port: int, tag: str) -> Path:
         sources = {"header": ["header"], "subdomain": ["subdomain"], "jwt": ["jwt"]}[routing.mode]
+        listen = ([f'https = "127.0.0.1:{port}"', "[[listen.certificates]]",
+                   f'cert_file = "{routing.tls.cert_file}"', f'key_file = "{routing.tls.key_file}"']
+                  if routing.tls else [f'http = "127.0.0.1:{port}"'])
         lines = [f'tenants_file = "{routing.table.router_json}"', "",
-                 "[listen]", f'http = "127.0.0.1:{port}"', "max_connections = 20000", "",
+                 "[listen]", "max_connections = 20000", *listen, "",
                  "[admin]", f'listen = "127.0.0.1:{admin_port}"', "access_log = false", "",
+                 # One worker, as HAProxy runs one thread and nginx one worker process.
+                 "[process]", "workers = 1", "",
                  "[routing]", f"sources = {json.dumps(sources)}", 'unpinned = "hash"', 'anonymous = "reject"',
                  'tenant_header = "X-Tenant-ID"', 'stamp_header = "X-Stamp"', f'domains = ["{DOMAIN}"]', "",
                  "[upstream]", "max_idle_per_backend = 128", "",
@@ -217,7 +241,8 @@ class RouterSystem(System):
                 raise RuntimeError(f"router not ready after 120 s:\n{procs.log_tail(f'router-{tag}')}")
             time.sleep(0.1)
         # With taskset in front the Popen pid is taskset's, which then exec()s: same pid.
-        return Running(self.name, port, proc.pid, proc, time.monotonic() - t0,
+        # That is the supervisor; its one worker (forked) is the process that proxies.
+        return Running(self.name, port, only_worker(proc.pid), proc, time.monotonic() - t0,
                        {"admin_port": admin_port, "config": str(cfg)})
 
 
@@ -240,7 +265,9 @@ class HaproxySystem(System):
 
     def config(self, routing: Routing, port: int, tag: str) -> Path:
         m = routing.table.haproxy_map
-        fe = [f"frontend fe\n    bind 127.0.0.1:{port}\n"]
+        tls = (f" ssl crt {routing.tls.combined_file} alpn http/1.1 ssl-min-ver TLSv1.2 ciphers {TLS_CIPHERS}"
+               if routing.tls else "")
+        fe = [f"frontend fe\n    bind 127.0.0.1:{port}{tls}\n"]
         if routing.mode == "header":
             fe.append("    http-request set-var(txn.tenant) req.hdr(X-Tenant-ID)\n")
         elif routing.mode == "subdomain":
@@ -264,7 +291,7 @@ class HaproxySystem(System):
             f"    http-request set-var(txn.stamp) var(txn.tenant),map({m})\n"
             "    http-request return status 404 content-type application/json string '{\"error\":\"unknown tenant\"}' unless { var(txn.stamp) -m found }\n"
             "    http-request set-header X-Tenant-ID %[var(txn.tenant)]\n"
-            "    http-request set-header X-Forwarded-Proto http\n"
+            f"    http-request set-header X-Forwarded-Proto {'https' if routing.tls else 'http'}\n"
             "    http-request set-header X-Forwarded-Host %[req.hdr(host)]\n"
             "    option forwardfor\n"
             "    unique-id-format %{+X}o%pid-%rt\n"
@@ -319,6 +346,9 @@ class NginxSystem(System):
         upstreams = "".join(
             f"  upstream {stamp} {{\n    server {address};\n    keepalive 64;\n"
             f"    keepalive_requests 100000000;\n  }}\n" for stamp, address in routing.backends.items())
+        tls = ("" if routing.tls is None else
+               f" ssl;\n    ssl_certificate {routing.tls.cert_file};\n    ssl_certificate_key {routing.tls.key_file};\n"
+               f"    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_ciphers {TLS_CIPHERS};\n    ssl_prefer_server_ciphers off")
         body = ("      client_max_body_size 0;\n      proxy_request_buffering off;\n      proxy_buffering off;\n"
                 if routing.max_body else "")
         text = (nginx_common(tmp) + "worker_processes 1;\nevents { worker_connections 20000; }\n"
@@ -326,7 +356,7 @@ class NginxSystem(System):
                 f"  map_hash_max_size {size};\n  map_hash_bucket_size 64;\n" + tenant +
                 f"  map $tenant $stamp {{\n    default \"\";\n    include {routing.table.nginx_map};\n  }}\n"
                 + upstreams +
-                f"  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    location / {{\n"
+                f"  server {{\n    listen 127.0.0.1:{port} backlog=4096{tls};\n    location / {{\n"
                 "      if ($stamp = \"\") { return 404 '{\"error\":\"unknown tenant\"}'; }\n"
                 + body +
                 "      proxy_pass http://$stamp;\n      proxy_http_version 1.1;\n"
@@ -346,7 +376,7 @@ class NginxSystem(System):
         t0 = time.monotonic()
         proc = procs.start(f"nginx-{tag}", pinned(["nginx", "-c", str(cfg), "-p", str(cfg.parent)], cpus))
         wait_port(port, 120, proc, "nginx")
-        return Running(self.name, port, nginx_worker(proc.pid), proc, time.monotonic() - t0, {"config": str(cfg)})
+        return Running(self.name, port, only_worker(proc.pid), proc, time.monotonic() - t0, {"config": str(cfg)})
 
 
 class FloorSystem(System):
