@@ -47,6 +47,14 @@ def cmd_check(args) -> int:
     valid = _load(args.config)
     if valid is None:
         return 1
+    # The certificate, key and CA files too, as serve reads them: a pair that would not
+    # serve is an error here, not at the first start.
+    from router.tls.runtime import TlsRuntime
+    try:
+        TlsRuntime().prepare(valid)
+    except ConfigError as exc:
+        print("\n".join(exc.lines()), file=sys.stderr)
+        return 1
     cfg = valid.config
     print(f"ok: {args.config}: version {valid.version}, {len(cfg.stamps)} stamps, {len(valid.pins)} pins")
     _print_warnings(valid)

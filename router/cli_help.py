@@ -15,7 +15,8 @@ DESCRIPTIONS = {
              "from the config file (or control.url), or from the last known good config in the state "
              "directory when those cannot be used, and reloads on change. SIGTERM drains; exit 1 when "
              "there is nothing valid to serve.",
-    "check": "Validate a router config the way the router does before taking one. Prints `ok: ...` "
+    "check": "Validate a router config the way the router does before taking one, its certificate, "
+             "key and CA files included (read and checked as serve would). Prints `ok: ...` "
              "and exit 0, or every error on stderr, one a line with its field path, and exit 1. "
              "Warnings (valid, but probably not meant) follow `ok` on stderr.",
     "route": "Explain, offline, what the router would do with a request: which source gives the "

@@ -274,8 +274,10 @@ class Supervisor:
                  cfg.admin.listen, snap.version)
 
     def on_sighup(self) -> None:
-        """The config, and the certificates (this process's: the workers watch the files)."""
+        """The config, and the certificates: this process's copy (GET /certs, the metrics)
+        and every worker's, which serve the handshakes."""
         self.tls.reload_files("SIGHUP")
+        self.pool.broadcast(Kind.CERTS, why="SIGHUP")
         self.control.on_sighup()
 
     # -- a new router taking over (router.process.takeover) ------------------------------

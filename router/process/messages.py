@@ -32,6 +32,7 @@ class Kind(enum.StrEnum):
     SHARES = "shares"        # rate-limit shares: tenant -> this worker's share of tenant_rate
     COLLECT = "collect"      # the worker's counters, now (answered)
     DRAIN = "drain"          # stop accepting, finish what is in flight, exit
+    CERTS = "certs"          # reread the TLS certificate, key and CA files (SIGHUP)
     # worker -> supervisor
     READY = "ready"          # accepting on the shared listeners
     REPORT = "report"        # periodic: {report kind: payload}, see router.process.reports

@@ -206,6 +206,9 @@ class Worker:
             self.channel.answer(msg, counters=self.metrics.export(self.health))
         elif kind is Kind.DRAIN:
             self.stopping.set()
+        elif kind is Kind.CERTS:
+            if self.spec.tls is not None:
+                self.spec.tls.reload_files(msg.get("why", "SIGHUP"))
 
     def _apply_pins(self, msg: Message) -> None:
         """A pin edit on top of the snapshot served: the same edit the supervisor made, on

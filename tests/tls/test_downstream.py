@@ -144,3 +144,57 @@ def test_require_sni_refuses_unknown_names(pki, backends, router_proc):
             peer_names(port, unverified, name)
     assert peer_names(port, pki.client_context(), "a.t.example.com") == ["*.t.example.com"]
     assert router.metric("stamp_router_tls_handshake_failures_total", reason="unknown_sni") == 2
+
+
+def client_hello(name: str) -> bytes:
+    """A complete ClientHello for `name`, from a client that will never say more."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname=name)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    got = b""
+    while chunk := sock.recv(65536):
+        got += chunk
+    return got
+
+
+def test_a_client_that_never_finishes_its_handshake_holds_a_slot_until_timed_out(pki, backends, router_proc):
+    eu, = backends("eu-1")
+    doc, port, where = https_doc({"stamps": [stamp("eu", [eu.address])], "routing": ROUTING},
+                                 [pki.issue("api", "api.example.com")], max_connections=1)
+    doc["timeouts"] = {"tls_handshake": "1s"}
+    router = router_proc(doc, **where)
+    ctx = pki.client_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as stuck:
+        # The whole ClientHello: the router answers it and then waits for a Finished
+        # that never comes.
+        stuck.sendall(client_hello("api.example.com"))
+        wait_until(lambda: router.metric("stamp_router_client_connections") == 1, 10, message="counted at accept")
+        # The one slot is taken: the next connection is closed at accept, unserved.
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            https_get(port, ctx, "api.example.com")
+        assert router.metric("stamp_router_connections_refused_total") >= 1
+        assert read_to_close(stuck)[:1] == b"\x16"     # a handshake record, then closed
+    wait_until(lambda: router.metric("stamp_router_tls_handshake_failures_total", reason="timeout") == 1,
+               10, message="timeout counted")
+    wait_until(lambda: router.metric("stamp_router_client_connections") == 0, 10, message="slot released")
+    assert https_get(port, ctx, "api.example.com", headers={"X-Tenant-ID": "acme"})[0] == 200
+    assert "Traceback" not in router.stderr()
+
+
+def test_certs_endpoint_and_expiry_metric_show_each_pair(site):
+    router, _, _ = site
+    certs = router.admin_json("/certs")
+    assert certs["https"] is True and certs["last_error"] is None
+    got = {(tuple(c["names"]), c["key_type"]) for c in certs["certificates"]}
+    assert got == {(("api.example.com",), "ECDSA"), (("*.t.example.com", "t.example.com"), "ECDSA"),
+                   (("*.t.example.com", "t.example.com"), "RSA")}
+    first = certs["certificates"][0]
+    assert "PRIVATE KEY" not in json.dumps(certs)
+    assert router.metric("stamp_router_tls_certificate_expiry_timestamp_seconds", cert_file=first["cert_file"],
+                         names="api.example.com", key_type="ECDSA") == first["not_after"] > 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import ssl
 import threading
 
@@ -13,7 +14,7 @@ import pytest
 
 from tests.support.router_proc import stamp
 from tests.support.servers import wait_until
-from tests.tls.support import https_doc, https_get, peer_names
+from tests.tls.support import Pki, https_doc, https_get, peer_names
 
 ROUTING = {"sources": ["subdomain"], "domains": ["t.example.com"], "unpinned": "hash"}
 
@@ -85,7 +86,7 @@ def test_rotation_under_load_fails_no_request(live, pki):
     assert router.metric("stamp_router_tls_certificate_reloads_total", result="ok") >= 1
 
 
-@pytest.mark.parametrize("bad", ["mismatched_key", "expired", "lost_domain", "empty"])
+@pytest.mark.parametrize("bad", ["mismatched_key", "expired", "lost_domain", "empty", "directory"])
 def test_a_bad_new_pair_is_refused_and_the_old_one_serves(live, pki, bad):
     router, port, certs = live
     ctx = pki.client_context()
@@ -101,6 +102,9 @@ def test_a_bad_new_pair_is_refused_and_the_old_one_serves(live, pki, bad):
         pair = pki.issue("v2", "*.t.example.com")
         open(pair["cert_file"], "w").close()
     swap_in(certs, "v2", pair)
+    if bad == "directory":
+        os.remove(certs / "v2" / "tls.pem")
+        os.mkdir(certs / "v2" / "tls.pem")
     wait_until(lambda: router.metric("stamp_router_tls_certificate_reloads_total", result="refused") >= 1, 20,
                message="the reload refused")
     assert serial_of(port, ctx, "a.t.example.com") == before
@@ -124,3 +128,38 @@ def test_mtls_both_required_and_the_tenant_from_the_certificate(pki, backends, r
     assert status == 200, body
     assert json.loads(body)["headers"]["X-Tenant-ID"] == "acme"
     assert router.metric("stamp_router_tls_handshake_failures_total", reason="client_certificate") >= 0
+
+
+def test_sighup_rereads_the_certificates_in_the_supervisor_and_every_worker(live):
+    router, port, _ = live
+    before = router.metric("stamp_router_tls_certificate_reloads_total", result="ok")
+    router.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: router.metric("stamp_router_tls_certificate_reloads_total", result="ok") == before + 1, 20,
+               message="the supervisor reread them")
+    # The worker serving the handshakes rereads its own copy too (its log line; the
+    # counter is the supervisor's).
+    wait_until(lambda: router.stderr().count("certificates reloaded (SIGHUP)") == 2, 20,
+               message="the worker reread them")
+    assert router.proc.poll() is None
+
+
+def test_mtls_optional_lets_anonymous_clients_through_to_the_next_source(pki, backends, router_proc):
+    eu, = backends("eu-1")
+    doc, port, where = https_doc({"stamps": [stamp("eu", [eu.address])],
+                                  "routing": {"sources": ["mtls", "header"], "unpinned": "hash"}},
+                                 [pki.issue("api", "api.example.com")], client_ca_file=str(pki.ca_file),
+                                 client_verify="optional")
+    router_proc(doc, **where)
+    status, _, body = https_get(port, pki.client_context(), "api.example.com", "/anon", headers={"X-Tenant-ID": "beta"})
+    assert status == 200 and json.loads(body)["headers"]["X-Tenant-ID"] == "beta"
+    client = pki.issue("acme-client", "client.acme", common_name="acme")
+    ctx = pki.client_context()
+    ctx.load_cert_chain(client["cert_file"], client["key_file"])
+    status, _, body = https_get(port, ctx, "api.example.com", "/who", headers={"X-Tenant-ID": "beta"})
+    assert status == 200 and json.loads(body)["headers"]["X-Tenant-ID"] == "acme"
+    # A certificate from another CA is still refused, optional or not.
+    stranger = Pki(pki.root.parent / "stranger").issue("x", "client.x", common_name="x")
+    ctx = pki.client_context()
+    ctx.load_cert_chain(stranger["cert_file"], stranger["key_file"])
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        https_get(port, ctx, "api.example.com")
