@@ -7,7 +7,10 @@
         otherwise                                 -> exit 1 with the reason
       The state directory is then STAMP_ROUTER_STATE_DIR (`serve --state-dir`), else
       control.state_dir's default relative to the config file's directory.
-    the configured source (control.url if set, else the file) gives a valid config:
+    etcd is the source and an LKG is stored -> the LKG (with its journal), flagged, at
+                                                 once; etcd is read in the background and
+                                                 its content submitted like any change
+    the configured source (control.url, etcd without an LKG, else the file) gives a valid config:
         its content is what the last known good (LKG) was taken from -> the LKG, with
                                                  the pin pushes made since (none lost)
         it drops too much of the LKG             -> the LKG (the drop guard, as at run time)
@@ -99,9 +102,7 @@ async def choose_start(config_path: str) -> Start:
         else:
             errors = [("control.url", f"cannot fetch the config: {fetched.error}")]
     elif bootstrap.control.etcd is not None:
-        cand, errors, etcd_revision = await first_read(bootstrap)
-        if cand is not None:
-            primary, errors = _try(cand, bootstrap, overlay=True)
+        pass        # read below, unless a last known good can serve while etcd is read
     elif file_errors is not None:
         errors = file_errors
     else:
@@ -111,7 +112,7 @@ async def choose_start(config_path: str) -> Start:
     lkg = state_dir_problem = None
     try:
         record = store.load()
-        if record is not None and primary is None:
+        if record is not None and primary is None and kind != "etcd":
             bootstrap = _fill_sections(bootstrap, record, warnings)
         lkg = from_record(record, bootstrap) if record is not None else None
     except StateDirUnusable as exc:
@@ -124,6 +125,20 @@ async def choose_start(config_path: str) -> Start:
         return Start(valid, bootstrap, store, origin, last, persist=persist, etag=etag, body=body,
                      warnings=warnings, seen=seen, etcd_revision=etcd_revision,
                      state_dir_problem=state_dir_problem)
+
+    if kind == "etcd":
+        if lkg is not None:
+            # A full read of etcd takes its time (30 s for a million pins): the last known
+            # good serves meanwhile, flagged, and the source's first read (reason "start")
+            # replaces it once validated and through the drop guard, as any change would.
+            lkg_valid, lkg_origin = lkg
+            lkg_origin.lkg = True
+            warnings.append(f"serving the last known good config (version {lkg_valid.version}) while etcd is "
+                            "read; etcd's content replaces it once read and validated")
+            return start(lkg_valid, lkg_origin, _result(APPLIED, "lkg", lkg_valid), persist=False)
+        cand, errors, etcd_revision = await first_read(bootstrap)
+        if cand is not None:
+            primary, errors = _try(cand, bootstrap, overlay=True)
 
     if primary is not None:
         if lkg is not None:

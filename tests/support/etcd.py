@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,27 +26,34 @@ class EtcdServer:
         self.dir = directory
         self.name = name
         self.port, self.peer_port = free_port(), free_port()
+        # name=peer URL of every member (EtcdCluster); None: a cluster of this one.
+        self.initial_cluster: str | None = None
         # tls: {"ca", "cert", "key"} paths; clients then need a certificate of that CA.
         self.tls = tls
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> EtcdServer:
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def start(self, timeout: float = 30.0, wait: bool = True) -> EtcdServer:
         binary = shutil.which("etcd") or "/usr/bin/etcd"
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = self.peer_url
         self.dir.mkdir(parents=True, exist_ok=True)
         log = open(self.dir / "etcd.log", "ab")
         self.proc = subprocess.Popen(
             [binary, "--name", self.name, "--data-dir", str(self.dir / "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"{self.name}={peer}", "--log-level", "warn",
+             "--initial-cluster", self.initial_cluster or f"{self.name}={peer}", "--log-level", "warn",
              # Keeps a test's fsyncs off a shared disk's queue; durability is not under test.
              "--unsafe-no-fsync",
              *(["--cert-file", self.tls["cert"], "--key-file", self.tls["key"], "--client-cert-auth",
                 "--trusted-ca-file", self.tls["ca"]] if self.tls else [])],
             stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self.healthy, timeout, interval=0.05, message=f"etcd on {self.url} (log: {self.dir / 'etcd.log'})")
+        if wait:
+            wait_until(self.healthy, timeout, interval=0.05, message=f"etcd on {self.url} (log: {self.dir / 'etcd.log'})")
         return self
 
     def healthy(self) -> bool:
@@ -97,6 +105,143 @@ class EtcdServer:
 
     def compact(self, revision: int) -> None:
         self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
+    def status(self) -> dict:
+        return self.call("/v3/maintenance/status", {})
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class EtcdCluster:
+    """Three members on loopback ports, one data directory each. `leader()` asks a
+    running member which one leads; killing it makes the others elect another."""
+
+    def __init__(self, directory: Path, size: int = 3) -> None:
+        self.members = [EtcdServer(directory / f"m{i}", name=f"m{i}") for i in range(size)]
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for m in self.members:
+            m.initial_cluster = initial
+
+    @property
+    def urls(self) -> list[str]:
+        return [m.url for m in self.members]
+
+    def start(self, timeout: float = 60.0) -> EtcdCluster:
+        for m in self.members:       # all at once: none is healthy before a quorum runs
+            m.start(wait=False)
+        for m in self.members:
+            wait_until(m.healthy, timeout, interval=0.1, message=f"etcd member {m.name} (log: {m.dir / 'etcd.log'})")
+        return self
+
+    def leader(self) -> EtcdServer:
+        """The member that leads now, once the running ones agree on one."""
+        found: list[EtcdServer] = []
+
+        def agreed() -> bool:
+            ids = set()
+            by_id = {}
+            for m in self.members:
+                if not m.running():
+                    continue
+                try:
+                    status = m.status()
+                except (AssertionError, OSError):
+                    return False
+                ids.add(status.get("leader"))
+                by_id[status["header"]["member_id"]] = m
+            leader = ids.pop() if len(ids) == 1 else None
+            if leader in by_id:
+                found[:] = [by_id[leader]]
+                return True
+            return False
+
+        wait_until(agreed, 30, interval=0.1, message="the etcd members agree on a leader")
+        return found[0]
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.kill()
+
+
+class EtcdRelay:
+    """A TCP relay in front of one etcd: `hold_watches()` stops passing etcd's answers on
+    the connections whose last request was a watch, while every other call goes on. A
+    router behind it then serves an old revision for as long as the test wants, which
+    makes a write racing its view of etcd deterministic. `hold_all()` holds every answer
+    (a read that takes as long as the test wants); `release()` lets them through."""
+
+    def __init__(self, upstream: EtcdServer) -> None:
+        self.upstream = ("127.0.0.1", upstream.port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self._held: str | None = None           # None, "watches" or "all"
+        self._released = threading.Condition()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold_watches(self) -> None:
+        self._held = "watches"
+
+    def hold_all(self) -> None:
+        self._held = "all"
+
+    def release(self) -> None:
+        with self._released:
+            self._held = None
+            self._released.notify_all()
+
+    def close(self) -> None:
+        self.release()
+        self.listener.close()
+        for s in self._sockets:
+            s.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            state = {"watch": False}
+            threading.Thread(target=self._up, args=(client, upstream, state), daemon=True).start()
+            threading.Thread(target=self._down, args=(upstream, client, state), daemon=True).start()
+
+    @staticmethod
+    def _up(src: socket.socket, dst: socket.socket, state: dict) -> None:
+        try:
+            while data := src.recv(65536):
+                if data.startswith(b"POST "):
+                    state["watch"] = data.startswith(b"POST /v3/watch ")
+                dst.sendall(data)
+        except OSError:
+            pass
+        _close(dst)
+
+    def _down(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
+        try:
+            while data := src.recv(65536):
+                with self._released:
+                    while self._held == "all" or (self._held == "watches" and state["watch"]):
+                        self._released.wait(1)
+                dst.sendall(data)
+        except OSError:
+            pass
+        _close(dst)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _port_open(port: int) -> bool:
