@@ -33,62 +33,60 @@ def started():
         r.stop()
 
 
-def test_an_admin_push_racing_another_write_answers_409_and_writes_nothing(tmp_path, etcd, backends, started):
+@pytest.fixture
+def relayed(tmp_path, etcd, backends, started):
+    """A router reading etcd through an EtcdRelay, acme pinned to eu-1: (router, relay)."""
     eu1, eu2 = backends("eu-1", "eu-2")
     seed(etcd, eu1, eu2, {"acme": "eu-1"})
     relay = EtcdRelay(etcd)
-    try:
-        router = router_on(tmp_path, [relay.url]).start()
-        started.append(router)
-        served = revision(router)
-        # The router's watch is held up: another writer's change reaches etcd, not it.
-        relay.hold_watches()
-        other = etcd.put(f"{PREFIX}/tenants/acme", '"eu-2"')
-        assert other > served and revision(router) == served
-        status, body = put_json(router, "/tenants/globex", "eu-2")
-        assert status == 409, body
-        assert f"etcd changed since revision {served}" in body["error"]
-        assert etcd.get(f"{PREFIX}/tenants/globex") is None          # nothing written
-        assert etcd.revision() == other
-        assert route(router, "acme") == "eu-1" and route(router, "globex") is None
-
-        relay.release()
-        wait_until(lambda: revision(router) >= other, 15, message="the other write, once the watch goes on")
-        assert route(router, "acme") == "eu-2"
-        status, body = put_json(router, "/tenants/globex", "eu-2")   # in step again: the retry holds
-        assert status == 200, body
-        assert json.loads(etcd.get(f"{PREFIX}/tenants/globex")) == "eu-2"
-    finally:
-        relay.close()
+    router = router_on(tmp_path, [relay.url])
+    started.append(router)
+    yield router.start(), relay
+    relay.close()
 
 
-def test_a_restart_serves_the_last_known_good_while_etcd_is_read(tmp_path, etcd, backends, started):
-    eu1, eu2 = backends("eu-1", "eu-2")
-    seed(etcd, eu1, eu2, {"acme": "eu-1"})
-    relay = EtcdRelay(etcd)
-    try:
-        router = router_on(tmp_path, [relay.url]).start()
-        started.append(router)
-        assert route(router, "acme") == "eu-1"
-        router.stop()                               # its last known good: acme on eu-1
-        moved = etcd.put(f"{PREFIX}/tenants/acme", '"eu-2"')
+def test_an_admin_push_racing_another_write_answers_409_and_writes_nothing(etcd, relayed):
+    router, relay = relayed
+    served = revision(router)
+    # The router's watch is held up: another writer's change reaches etcd, not it.
+    relay.hold_watches()
+    other = etcd.put(f"{PREFIX}/tenants/acme", '"eu-2"')
+    assert other > served and revision(router) == served
+    status, body = put_json(router, "/tenants/globex", "eu-2")
+    assert status == 409, body
+    assert f"etcd changed since revision {served}" in body["error"]
+    assert etcd.get(f"{PREFIX}/tenants/globex") is None          # nothing written
+    assert etcd.revision() == other
+    assert route(router, "acme") == "eu-1" and route(router, "globex") is None
 
-        # etcd answers nothing for now: a first read as slow as a million pins' (30 s).
-        relay.hold_all()
-        router.start()
-        info = router.admin_json("/config")
-        assert info["lkg"] is True and info["etcd"]["state"] == "connecting"
-        status, headers, _ = router.request(headers={"X-Tenant-ID": "acme"})
-        assert status == 200 and headers["x-stamp"] == "eu-1"
-        assert "serving the last known good config" in router.stderr() and "while etcd is read" in router.stderr()
+    relay.release()
+    wait_until(lambda: revision(router) >= other, 15, message="the other write, once the watch goes on")
+    assert route(router, "acme") == "eu-2"
+    status, body = put_json(router, "/tenants/globex", "eu-2")   # in step again: the retry holds
+    assert status == 200, body
+    assert json.loads(etcd.get(f"{PREFIX}/tenants/globex")) == "eu-2"
 
-        relay.release()                             # the first read completes, and is served
-        wait_until(lambda: revision(router) >= moved, 20, message="etcd's content after the first read")
-        assert route(router, "acme") == "eu-2" and router.admin_json("/config")["lkg"] is False
-        assert router.metric("stamp_router_etcd_reads_total", reason="start") == 1
-        assert router.metric("stamp_router_config_lkg_in_use") == 0
-    finally:
-        relay.close()
+
+def test_a_restart_serves_the_last_known_good_while_etcd_is_read(etcd, relayed):
+    router, relay = relayed
+    assert route(router, "acme") == "eu-1"
+    router.stop()                               # its last known good: acme on eu-1
+    moved = etcd.put(f"{PREFIX}/tenants/acme", '"eu-2"')
+
+    # etcd answers nothing for now: a first read as slow as a million pins' (30 s).
+    relay.hold_all()
+    router.start()
+    info = router.admin_json("/config")
+    assert info["lkg"] is True and info["etcd"]["state"] == "connecting"
+    status, headers, _ = router.request(headers={"X-Tenant-ID": "acme"})
+    assert status == 200 and headers["x-stamp"] == "eu-1"
+    assert "serving the last known good config" in router.stderr() and "while etcd is read" in router.stderr()
+
+    relay.release()                             # the first read completes, and is served
+    wait_until(lambda: revision(router) >= moved, 20, message="etcd's content after the first read")
+    assert route(router, "acme") == "eu-2" and router.admin_json("/config")["lkg"] is False
+    assert router.metric("stamp_router_etcd_reads_total", reason="start") == 1
+    assert router.metric("stamp_router_config_lkg_in_use") == 0
 
 
 def test_the_leader_killed_while_pins_are_written_costs_no_change(tmp_path, backends, started):

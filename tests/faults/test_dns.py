@@ -17,7 +17,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 
 import dns.message
 import dns.opcode
@@ -31,6 +30,7 @@ from tests.dns.conftest import FakeRegistry, bind, knot, make_config, rfc2136_pr
 from tests.dns.servers import ZONE
 from tests.dns.support import answers, run, updater
 from tests.dns.test_cli import StampsServer, router_stamp
+from tests.support.relay import TcpRelay
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -115,7 +115,7 @@ def test_dns_counts_that_cannot_be_kept_end_the_pass_before_any_write(bind, regi
 
 # -- the server fails in the middle of a pass -----------------------------------------
 
-class UpdateFaults:
+class UpdateFaults(TcpRelay):
     """A TCP relay to a real DNS server that, once armed, acts on UPDATE messages only.
 
     mode "servfail": answer SERVFAIL, signed with the key (as the server itself would);
@@ -126,57 +126,25 @@ class UpdateFaults:
     WRONG = dns.tsigkeyring.from_text({"updater-key": ("hmac-sha256", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")})
 
     def __init__(self, server) -> None:
-        self.upstream = ("127.0.0.1", server.port)
+        super().__init__(server.port)
+        self.address = f"127.0.0.1:{self.port}"
         with open(server.key_file) as fh:
-            text = fh.read()
-        secret = text.split('secret "', 1)[1].split('"', 1)[0]
+            secret = fh.read().split('secret "', 1)[1].split('"', 1)[0]
         self.keyring = dns.tsigkeyring.from_text({"updater-key": ("hmac-sha256", secret)})
         self.mode: str | None = None
         self.updates = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self._open: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
 
-    def close(self) -> None:
-        self.listener.close()
-        for s in self._open:
-            s.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
+    def upward(self, client: socket.socket, upstream: socket.socket, state: dict) -> None:
+        while (head := _recv_exact(client, 2)) is not None:
+            wire = _recv_exact(client, int.from_bytes(head, "big"))
+            if wire is None:
                 return
-            upstream = socket.create_connection(self.upstream, timeout=10)
-            self._open += [client, upstream]
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-            threading.Thread(target=self._requests, args=(client, upstream), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-
-    def _requests(self, client: socket.socket, upstream: socket.socket) -> None:
-        try:
-            while (head := _recv_exact(client, 2)) is not None:
-                wire = _recv_exact(client, int.from_bytes(head, "big"))
+            if (wire[2] >> 3) & 0xF == dns.opcode.UPDATE:
+                self.updates += 1
+                wire = self._fault(wire, client)
                 if wire is None:
-                    return
-                if (wire[2] >> 3) & 0xF == dns.opcode.UPDATE:
-                    self.updates += 1
-                    wire = self._fault(wire, client)
-                    if wire is None:
-                        continue
-                upstream.sendall(len(wire).to_bytes(2, "big") + wire)
-        except OSError:
-            pass
+                    continue
+            upstream.sendall(len(wire).to_bytes(2, "big") + wire)
 
     def _fault(self, wire: bytes, client: socket.socket) -> bytes | None:
         """What goes on to the server (None: nothing)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.relay import TcpRelay
 from tests.support.servers import free_port, wait_until
 
 
@@ -164,7 +165,7 @@ class EtcdCluster:
             m.kill()
 
 
-class EtcdRelay:
+class EtcdRelay(TcpRelay):
     """A TCP relay in front of one etcd: `hold_watches()` stops passing etcd's answers on
     the connections whose last request was a watch, while every other call goes on. A
     router behind it then serves an old revision for as long as the test wants, which
@@ -172,13 +173,10 @@ class EtcdRelay:
     (a read that takes as long as the test wants); `release()` lets them through."""
 
     def __init__(self, upstream: EtcdServer) -> None:
-        self.upstream = ("127.0.0.1", upstream.port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        super().__init__(upstream.port)
+        self.url = f"http://127.0.0.1:{self.port}"
         self._held: str | None = None           # None, "watches" or "all"
         self._released = threading.Condition()
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
 
     def hold_watches(self) -> None:
         self._held = "watches"
@@ -193,55 +191,20 @@ class EtcdRelay:
 
     def close(self) -> None:
         self.release()
-        self.listener.close()
-        for s in self._sockets:
-            s.close()
+        super().close()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.upstream, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            self._sockets += [client, upstream]
-            state = {"watch": False}
-            threading.Thread(target=self._up, args=(client, upstream, state), daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client, state), daemon=True).start()
+    def upward(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
+        while data := src.recv(65536):
+            if data.startswith(b"POST "):
+                state["watch"] = data.startswith(b"POST /v3/watch ")
+            dst.sendall(data)
 
-    @staticmethod
-    def _up(src: socket.socket, dst: socket.socket, state: dict) -> None:
-        try:
-            while data := src.recv(65536):
-                if data.startswith(b"POST "):
-                    state["watch"] = data.startswith(b"POST /v3/watch ")
-                dst.sendall(data)
-        except OSError:
-            pass
-        _close(dst)
-
-    def _down(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
-        try:
-            while data := src.recv(65536):
-                with self._released:
-                    while self._held == "all" or (self._held == "watches" and state["watch"]):
-                        self._released.wait(1)
-                dst.sendall(data)
-        except OSError:
-            pass
-        _close(dst)
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+    def downward(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
+        while data := src.recv(65536):
+            with self._released:
+                while self._held == "all" or (self._held == "watches" and state.get("watch")):
+                    self._released.wait(1)
+            dst.sendall(data)
 
 
 def _port_open(port: int) -> bool:
