@@ -64,9 +64,10 @@ DOC = {
 }
 
 
-def build(doc: dict = DOC, transport: type = MemTransport):
-    """The data path of one client connection with one pooled upstream connection to the
-    stamp's first backend (also used by tests/proxy/test_dataplane.py). Needs a running loop."""
+def build(doc: dict = DOC, transport: type = MemTransport, connection: type = ClientConnection):
+    """The data path of one client connection (of class `connection`) with one pooled
+    upstream connection to the stamp's first backend (also used by tests/proxy/inproc.py).
+    Needs a running loop."""
     registry = CollectorRegistry()
     state = RouterState(build_snapshot(validate_document(doc, source="micro"), loaded_at=time.time()),
                         HealthRegistry(registry))
@@ -76,7 +77,7 @@ def build(doc: dict = DOC, transport: type = MemTransport):
     upstream = UpstreamConnection(pool)
     upstream.connection_made(transport())
     pool.put(upstream)
-    client = ClientConnection(server)
+    client = connection(server)
     client.connection_made(transport())
     return server, client, upstream, metrics
 

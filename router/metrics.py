@@ -70,6 +70,15 @@ class ProxyMetrics(Collector):
             stats = self.stamps[key] = StampStats()
         return stats
 
+    def retried(self, stamp: str) -> None:
+        self.stamp(stamp).retries += 1
+
+    def request_began(self) -> None:
+        self.in_flight += 1
+
+    def request_ended(self) -> None:
+        self.in_flight -= 1
+
     def upstream_error(self, stamp: str, backend: str, kind: str) -> None:
         key = (stamp, backend, kind)
         self.upstream_errors[key] = self.upstream_errors.get(key, 0) + 1

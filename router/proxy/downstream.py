@@ -1,13 +1,7 @@
 """Client side: one asyncio Protocol per client connection, parsing with httptools.
 
-Connection lifecycle (one deadline per connection, checked by the server's sweep):
-
-    state         deadline                    on expiry
-    ----------    -------------------------   -----------------------------------------
-    WAIT_HEAD     timeouts.request_header     408 if a request began, else close quietly
-    BUSY          none (the exchange's own)   upstream timeout handled by the exchange
-    IDLE          timeouts.idle               close (keep-alive expired)
-    TUNNEL        none                        bytes flow until either side closes
+The connection's phases and deadlines are the table of router.proxy.lifecycle; reading
+pauses and resumes through a FlowControl (router.proxy.flow).
 
 Requests are answered in order: pipelined requests queue behind the current one, and
 reading pauses while more than one is queued. A request is started only after the
@@ -26,11 +20,12 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 
 from router.errors import STATUS, ErrorKind, RouterError
 from router.proxy.exchange import Exchange
-from router.proxy.http import CRLF, REQUEST_ID_RE, error_response
+from router.proxy.flow import FlowControl, Pause
+from router.proxy.http import CRLF, error_response
+from router.proxy.lifecycle import ROWS, Deadline, Event, Expiry, EXPIRY, Phase
 from router.proxy.proxy_protocol import ProxyHeaderError
 from router.proxy.proxy_protocol import parse as parse_proxy_header
-from router.proxy.settings import (H_AUTH, H_CONNECTION, H_CONTENT_LENGTH, H_EXPECT, H_GEO, H_HOST, H_PASS,
-                                   H_REQUEST_ID, H_TENANT, H_TRANSFER_ENCODING, H_UPGRADE, H_XF_PROTO, H_XFF)
+from router.proxy.settings import H_PASS
 
 log = logging.getLogger("router.proxy")
 
@@ -38,15 +33,14 @@ if TYPE_CHECKING:
     from router.proxy.server import ProxyServer
     from router.proxy.upstream import UpstreamConnection
 
-WAIT_HEAD, BUSY, IDLE, TUNNEL = range(4)
 INF = float("inf")
-# Reasons reading from the client is paused; reading resumes when none is left.
-P_PIPELINE, P_UPSTREAM_FULL, P_PENDING, P_UPGRADE = 1, 2, 4, 8
+_KEEP, _NONE, _HEADER = Deadline.KEEP, Deadline.NONE, Deadline.HEADER
+_BEGUN, _HEAD_READ, _ANSWERED_ALL = Event.REQUEST_BEGUN, Event.HEAD_READ, Event.ANSWERED_ALL
 
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
-                 "deadline", "pause_mask", "write_paused", "tunnel", "upgraded", "early", "closed",
+                 "deadline", "flow", "tunnel", "upgraded", "early", "closed",
                  "eof", "settings", "interest", "spelled", "max_head", "forwarded", "client_b", "trusted",
                  "scheme")
 
@@ -58,10 +52,9 @@ class ClientConnection(asyncio.Protocol):
         self.cur: Exchange | None = None
         self.queue: deque[Exchange] = deque()
         self.head_bytes = 0
-        self.phase = WAIT_HEAD
+        self.phase = Phase.WAIT_HEAD
         self.deadline = INF
-        self.pause_mask = 0
-        self.write_paused = False
+        self.flow = FlowControl()
         self.tunnel: UpstreamConnection | None = None
         self.upgraded = False
         self.early: list[bytes] = []
@@ -94,7 +87,7 @@ class ClientConnection(asyncio.Protocol):
         if self.upgraded:
             # Bytes after an upgrade request, before the backend said 101: hold them.
             self.early.append(data)
-            self.pause_reading(P_UPGRADE)
+            self.pause_reading(Pause.UPGRADE)
             return
         try:
             self.parser.feed_data(data)
@@ -141,7 +134,7 @@ class ClientConnection(asyncio.Protocol):
             self.queue.popleft().abort()
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self.flow.writing_paused()
         up = self.tunnel
         if up is None and self.queue:
             up = self.queue[0].upstream
@@ -149,7 +142,7 @@ class ClientConnection(asyncio.Protocol):
             up.pause_reading()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
+        self.flow.writing_resumed()
         up = self.tunnel
         if up is None and self.queue:
             up = self.queue[0].upstream
@@ -157,16 +150,26 @@ class ClientConnection(asyncio.Protocol):
             up.resume_reading()
 
     # -- flow control ------------------------------------------------------------------
-    def pause_reading(self, reason: int = P_UPSTREAM_FULL) -> None:
-        if not self.pause_mask and not self.closed:
+    def pause_reading(self, reason: Pause = Pause.PEER_FULL) -> None:
+        if self.flow.pause(reason) and not self.closed:
             self.transport.pause_reading()
-        self.pause_mask |= reason
 
-    def resume_reading(self, reason: int = P_UPSTREAM_FULL) -> None:
-        if self.pause_mask & reason:
-            self.pause_mask &= ~reason
-            if not self.pause_mask and not self.closed:
-                self.transport.resume_reading()
+    def resume_reading(self, reason: Pause = Pause.PEER_FULL) -> None:
+        if self.flow.resume(reason) and not self.closed:
+            self.transport.resume_reading()
+
+    # -- lifecycle (router.proxy.lifecycle) ----------------------------------------------
+    def _move(self, event: Event, settings) -> None:
+        phase, deadline = ROWS[self.phase][event]
+        self.phase = phase
+        if deadline == _KEEP:
+            return
+        if deadline == _NONE:
+            self.deadline = INF
+        elif deadline == _HEADER:
+            self.deadline = self.server.loop.time() + settings.header_timeout
+        else:
+            self.deadline = self.server.loop.time() + settings.idle_timeout
 
     # -- tunnel (Upgrade) -----------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -179,15 +182,14 @@ class ClientConnection(asyncio.Protocol):
 
     def open_tunnel(self, upstream: UpstreamConnection, rest: bytes) -> None:
         self.tunnel = upstream
-        upstream.tunnel = self
-        self.phase = TUNNEL
-        self.deadline = INF
+        upstream.become_tunnel(self)
+        self._move(Event.UPGRADED, None)
         if rest:
             self.transport.write(rest)
         for chunk in self.early:
             upstream.write(chunk)
         self.early = []
-        self.resume_reading(P_UPGRADE | P_PIPELINE | P_PENDING)
+        self.resume_reading(Pause.UPGRADE | Pause.PIPELINE | Pause.PENDING)
 
     # -- httptools callbacks (request) ---------------------------------------------------
     def on_message_begin(self) -> None:
@@ -205,13 +207,10 @@ class ClientConnection(asyncio.Protocol):
                                        self.scheme or settings.forwarded_proto, CRLF))
             self.trusted = settings.trusted is not None and settings.trusted(self.client_ip)
         self.head_bytes = 0
-        if self.phase == IDLE:
-            self.phase = WAIT_HEAD
-            self.deadline = self.server.loop.time() + settings.header_timeout
+        self._move(_BEGUN, settings)
 
     def on_url(self, url: bytes) -> None:
-        ex = self.cur
-        ex.url += url
+        self.cur.add_url(url)
         self.head_bytes += len(url)
         if self.head_bytes > self.max_head:
             raise RouterError(ErrorKind.HEADERS_TOO_LARGE, "request head exceeds limits.max_header_bytes")
@@ -219,10 +218,7 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.cur
         if ex.head_done:
-            # Chunked trailers (RFC 9112 7.1.2): forwarded as they came.
-            if ex.trailers is None:
-                ex.trailers = []
-            ex.trailers.append(b"".join((name, b": ", value, CRLF)))
+            ex.add_trailer(name, value)
             return
         self.head_bytes += len(name) + len(value) + 4
         if self.head_bytes > self.max_head:
@@ -230,98 +226,22 @@ class ClientConnection(asyncio.Protocol):
         kind = self.spelled(name)
         if kind is None:
             kind = self.interest(name.lower(), H_PASS)
-        # Field lines are built with one join: each bytes `+` takes and releases a buffer
-        # of both operands and allocates, three times a line.
-        if kind == H_PASS:
-            ex.lines.append(b"".join((name, b": ", value, CRLF)))
-        elif kind == H_HOST:
-            if ex.host_b is not None:
-                raise RouterError(ErrorKind.BAD_REQUEST, "more than one Host header")
-            ex.host_b = value
-            ex.lines.append(b"".join((name, b": ", value, CRLF)))
-        elif kind == H_TENANT:
-            # Never forwarded: the router sets the tenant header from its own decision.
-            if ex.tenant_header is not None:
-                raise RouterError(ErrorKind.BAD_REQUEST, "more than one tenant header")
-            ex.tenant_header = value.decode("latin-1")
-        elif kind == H_AUTH:
-            # Routing reads one token and the backend would see all: refuse the ambiguity.
-            if ex.authorization_b is not None:
-                raise RouterError(ErrorKind.BAD_REQUEST, "more than one Authorization header")
-            ex.authorization_b = value
-            ex.lines.append(b"".join((name, b": ", value, CRLF)))
-        elif kind == H_GEO:
-            ex.geo_b = value
-            ex.lines.append(b"".join((name, b": ", value, CRLF)))
-        elif kind == H_CONTENT_LENGTH:
-            # llhttp already refuses duplicates and CL with TE; this guards the value itself.
-            if not value.strip().isdigit():
-                raise RouterError(ErrorKind.BAD_REQUEST, "invalid Content-Length")
-            n = int(value)
-            if ex.content_length is not None and ex.content_length != n:
-                raise RouterError(ErrorKind.BAD_REQUEST, "conflicting Content-Length headers")
-            ex.content_length = n
-        elif kind == H_TRANSFER_ENCODING:
-            # llhttp accepts any coding list ending in chunked; the router only undoes
-            # chunked, so another coding would reach the backend mislabelled (RFC 9112 6.1).
-            if value.strip().lower() != b"chunked":
-                raise RouterError(ErrorKind.NOT_IMPLEMENTED, "transfer coding other than chunked")
-            ex.chunked = True
-        elif kind == H_REQUEST_ID:
-            if REQUEST_ID_RE.fullmatch(value):
-                ex.request_id = value
-        elif kind == H_XFF:
-            ex.xff = value if ex.xff is None else ex.xff + b", " + value
-        elif kind == H_CONNECTION:
-            ex.conn_header = value if ex.conn_header is None else ex.conn_header + b", " + value
-        elif kind == H_UPGRADE:
-            ex.upgrade = value
-        elif kind == H_EXPECT:
-            ex.lines.append(b"".join((name, b": ", value, CRLF)))
-        elif kind == H_XF_PROTO:
-            # Kept from a trusted proxy only, and only as a scheme: any client could claim
-            # https. In a list ("https, http") the first proxy's word is the client's scheme.
-            if self.trusted and ex.xf_proto is None:
-                proto = value.split(b",", 1)[0].strip().lower()
-                if proto == b"https" or proto == b"http":
-                    ex.xf_proto = proto
-        # H_XF_HOST, H_HOP: dropped; the router sets the X-Forwarded-* itself.
+        ex.add_field(kind, name, value, self.trusted)
 
     def on_headers_complete(self) -> None:
         ex = self.cur
-        parser = self.parser
-        ex.head_done = True
-        ex.method_b = parser.get_method()
-        # Of the versions llhttp accepts (0.9, 1.0, 1.1, 2.0) only 1.1 is kept alive without
-        # a Connection field, so the common request needs no version string (costly to build).
-        if ex.conn_header is not None or not parser.should_keep_alive():
-            version = parser.get_http_version()
-            if version not in ("1.1", "1.0"):
-                raise RouterError(ErrorKind.BAD_REQUEST, f"unsupported HTTP version {version}")
-            ex.http10 = version == "1.0"
-            ex.keep_alive = parser.should_keep_alive()
-        if ex.host_b is None and not ex.http10:
-            raise RouterError(ErrorKind.BAD_REQUEST, "missing Host header (RFC 9112 3.2)")
-        if ex.upgrade is not None and not parser.should_upgrade():
-            ex.upgrade = None
-        if ex.chunked and ex.content_length is not None:
-            raise RouterError(ErrorKind.BAD_REQUEST, "both Content-Length and Transfer-Encoding")
-        self.phase = BUSY
-        self.deadline = INF
-        self.server.metrics.in_flight += 1
+        ex.head_complete(self.parser)
+        self._move(_HEAD_READ, None)
+        self.server.metrics.request_began()
         self.queue.append(ex)
         if len(self.queue) > 1:
-            self.pause_reading(P_PIPELINE)
+            self.pause_reading(Pause.PIPELINE)
 
     def on_body(self, body: bytes) -> None:
         self.cur.on_body(body)
 
     def on_message_complete(self) -> None:
-        ex = self.cur
-        if ex.chunked and not ex.finished:
-            ex.on_request_done()   # sends the last chunk and the trailers
-        else:
-            ex.req_done = True
+        self.cur.on_request_done()
 
     # -- ending ------------------------------------------------------------------------
     def exchange_done(self, ex: Exchange, aborted: bool) -> None:
@@ -336,8 +256,8 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             self.transport.close()
             return
-        if self.pause_mask and len(queue) <= 1:
-            self.resume_reading(P_PIPELINE)
+        if self.flow.reasons and len(queue) <= 1:
+            self.resume_reading(Pause.PIPELINE)
         if queue:
             nxt = queue[0]
             if nxt.decision is None and not nxt.finished:
@@ -347,8 +267,7 @@ class ClientConnection(asyncio.Protocol):
                 self.closed = True
                 self.transport.close()
                 return
-            self.phase = IDLE
-            self.deadline = self.server.loop.time() + ex.settings.idle_timeout
+            self._move(_ANSWERED_ALL, ex.settings)
 
     def protocol_error(self, kind: ErrorKind, message: str) -> None:
         """The client sent something we cannot parse: answer once, close, forward nothing."""
@@ -360,9 +279,7 @@ class ClientConnection(asyncio.Protocol):
             # The answer belongs to the first request whose head was read (a body that
             # turned out malformed); with none, to the request being parsed.
             owner = queue[0] if queue else None
-            rid = (owner.request_id if owner is not None else None) or self.server.next_request_id()
-            if owner is not None:
-                owner.request_id = rid
+            rid = owner.answer_id() if owner is not None else self.server.next_request_id()
             self.transport.write(error_response(kind, message, rid, close=True))
             if owner is None:
                 self.server.metrics.stamp(None).observe(STATUS[kind], 0.0)
@@ -375,7 +292,7 @@ class ClientConnection(asyncio.Protocol):
     def check_deadline(self, now: float) -> None:
         """Called by the server's sweep; enforces the connection's named deadline."""
         if now >= self.deadline and not self.closed:
-            if self.phase == WAIT_HEAD and self.cur is not None and not self.cur.head_done:
+            if EXPIRY[self.phase] == Expiry.ANSWER_408 and self.cur is not None and not self.cur.head_done:
                 self.protocol_error(ErrorKind.REQUEST_TIMEOUT, "request head not received within timeouts.request_header")
             else:
                 self.closed = True
@@ -390,14 +307,14 @@ class ClientConnection(asyncio.Protocol):
         """Draining: close a keep-alive connection waiting for its next request. One that
         has not sent its first request yet was accepted for a request on its way: it is
         answered (with Connection: close), or ends at its header deadline."""
-        if self.phase == IDLE and not self.queue and not self.closed and (self.cur is None or self.cur.finished):
+        if self.phase == Phase.IDLE and not self.queue and not self.closed and (self.cur is None or self.cur.finished):
             self.closed = True
             self.transport.close()
 
     @property
     def in_use(self) -> bool:
         """Something to finish before a drain may close it."""
-        return bool(self.queue or self.tunnel) or (self.phase == WAIT_HEAD and not self.closed)
+        return bool(self.queue or self.tunnel) or (self.phase == Phase.WAIT_HEAD and not self.closed)
 
 
 class ProxiedConnection(ClientConnection):

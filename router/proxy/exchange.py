@@ -18,10 +18,16 @@ import time
 from typing import TYPE_CHECKING
 
 from router.core.decide import decide
-from router.errors import STATUS, ErrorKind
+from router.errors import STATUS, ErrorKind, RouterError
+from router.proxy.flow import Pause
 from router.proxy.forwarded import forwarded_client
-from router.proxy.http import CONNECTION_OPTIONS, CRLF, STATUS_LINES, connection_tokens, error_response, status_line
-from router.proxy.upstream import F_CHUNKED, F_LENGTH, F_NONE, F_RAW_CLOSE, BackendPool, UpstreamConnection
+from router.proxy.framing import Relay, response_framing
+from router.proxy.head import forwarded_fields, request_head, response_head, without_named
+from router.proxy.http import CRLF, REQUEST_ID_RE, error_response, status_line
+from router.proxy.retry import Next, after_loss, may_retry, replayable
+from router.proxy.settings import (H_AUTH, H_CONNECTION, H_CONTENT_LENGTH, H_EXPECT, H_GEO, H_HOST, H_PASS,
+                                   H_REQUEST_ID, H_TENANT, H_TRANSFER_ENCODING, H_UPGRADE, H_XF_PROTO, H_XFF)
+from router.proxy.upstream import BackendPool, UpstreamConnection
 
 if TYPE_CHECKING:
     from router.proxy.downstream import ClientConnection
@@ -33,10 +39,10 @@ log = logging.getLogger("router.proxy")
 REPLAY_MAX = 64 * 1024
 # Body bytes held while the upstream connection is being opened, before reading pauses.
 PENDING_MAX = 256 * 1024
-IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 INF = float("inf")
 _time = time.time
 _perf_counter = time.perf_counter
+_R_NONE, _R_CHUNKED = Relay.NONE, Relay.CHUNKED
 
 
 class Exchange:
@@ -54,8 +60,8 @@ class Exchange:
         # carrying out
         "decision", "head", "pool", "backend", "upstream", "up_deadline", "req_done",
         # response
-        "out", "resp_lines", "resp_length", "resp_chunked", "resp_conn", "resp_close", "status",
-        "resp_started", "framing", "close_after", "bytes_out", "finished",
+        "out", "status", "resp_started", "framing", "close_after", "bytes_out", "finished",
+        "read_started", "read_sent",
         "__dict__",
     )
     # rare: request
@@ -71,9 +77,7 @@ class Exchange:
     replay_ok = True                    # False once the body outgrew REPLAY_MAX
     replay_bytes = body_in = 0
     retried = False
-    # rare: response, as parsed from the backend (UpstreamConnection writes these)
-    resp_upgrade: bytes | None = None
-    resp_trailers: list[bytes] | None = None
+    # rare: response
     until_close = False       # body ends when the backend closes (RFC 9112 6.3 rule 8)
     fail_kind = "reset"       # how the upstream connection failed, for metrics and the answer
     fail_message: str | None = None
@@ -108,7 +112,7 @@ class Exchange:
         self.snap, self.settings = server.state.current
         self.t0 = _perf_counter()   # durations: uvloop's loop.time() only has 1 ms resolution
         self.lines: list[bytes] = []
-        # request head (ClientConnection fills these)
+        # request head (from the parser's callbacks, through ClientConnection)
         self.url = b""
         self.method_b = b"GET"
         self.host_b = self.tenant_header = self.authorization_b = self.request_id = None
@@ -119,16 +123,15 @@ class Exchange:
         self.decision = self.pool = self.backend = self.upstream = None
         self.head = b""
         self.up_deadline = INF
-        # response, as parsed from the backend (UpstreamConnection writes these) ...
-        self.resp_lines = self.resp_length = self.resp_conn = None
-        self.resp_chunked = self.resp_close = False
-        # ... and as relayed to the client. While an upstream read is being parsed,
+        # response, as relayed to the client. While an upstream read is being parsed,
         # client-bound bytes collect in `out` and go out in one write: head and body of
         # a small response cost one send(), not two.
         self.out = None
         self.status = self.bytes_out = 0
-        self.framing = F_NONE
+        self.framing = _R_NONE
         self.resp_started = self.close_after = self.finished = False
+        self.read_started = False
+        self.read_sent = 0
 
     @property
     def client(self) -> str:
@@ -138,7 +141,101 @@ class Exchange:
             return forwarded_client(self.xff, conn.client_ip, self.settings.trusted)
         return conn.client_ip
 
-    # -- request side ------------------------------------------------------------------
+    # -- request head (ClientConnection's parser callbacks) ------------------------------
+    def add_url(self, url: bytes) -> None:
+        self.url += url
+
+    def add_field(self, kind: int, name: bytes, value: bytes, trusted: bool) -> None:
+        """One field of the request head, as ClientConnection classified it (H_*)."""
+        # Field lines are built with one join: each bytes `+` takes and releases a buffer
+        # of both operands and allocates, three times a line.
+        if kind == H_PASS:
+            self.lines.append(b"".join((name, b": ", value, CRLF)))
+        elif kind == H_HOST:
+            if self.host_b is not None:
+                raise RouterError(ErrorKind.BAD_REQUEST, "more than one Host header")
+            self.host_b = value
+            self.lines.append(b"".join((name, b": ", value, CRLF)))
+        elif kind == H_TENANT:
+            # Never forwarded: the router sets the tenant header from its own decision.
+            if self.tenant_header is not None:
+                raise RouterError(ErrorKind.BAD_REQUEST, "more than one tenant header")
+            self.tenant_header = value.decode("latin-1")
+        elif kind == H_AUTH:
+            # Routing reads one token and the backend would see all: refuse the ambiguity.
+            if self.authorization_b is not None:
+                raise RouterError(ErrorKind.BAD_REQUEST, "more than one Authorization header")
+            self.authorization_b = value
+            self.lines.append(b"".join((name, b": ", value, CRLF)))
+        elif kind == H_GEO:
+            self.geo_b = value
+            self.lines.append(b"".join((name, b": ", value, CRLF)))
+        elif kind == H_CONTENT_LENGTH:
+            # llhttp already refuses duplicates and CL with TE; this guards the value itself.
+            if not value.strip().isdigit():
+                raise RouterError(ErrorKind.BAD_REQUEST, "invalid Content-Length")
+            n = int(value)
+            if self.content_length is not None and self.content_length != n:
+                raise RouterError(ErrorKind.BAD_REQUEST, "conflicting Content-Length headers")
+            self.content_length = n
+        elif kind == H_TRANSFER_ENCODING:
+            # llhttp accepts any coding list ending in chunked; the router only undoes
+            # chunked, so another coding would reach the backend mislabelled (RFC 9112 6.1).
+            if value.strip().lower() != b"chunked":
+                raise RouterError(ErrorKind.NOT_IMPLEMENTED, "transfer coding other than chunked")
+            self.chunked = True
+        elif kind == H_REQUEST_ID:
+            if REQUEST_ID_RE.fullmatch(value):
+                self.request_id = value
+        elif kind == H_XFF:
+            self.xff = value if self.xff is None else self.xff + b", " + value
+        elif kind == H_CONNECTION:
+            self.conn_header = value if self.conn_header is None else self.conn_header + b", " + value
+        elif kind == H_UPGRADE:
+            self.upgrade = value
+        elif kind == H_EXPECT:
+            self.lines.append(b"".join((name, b": ", value, CRLF)))
+        elif kind == H_XF_PROTO:
+            # Kept from a trusted proxy only, and only as a scheme: any client could claim
+            # https. In a list ("https, http") the first proxy's word is the client's scheme.
+            if trusted and self.xf_proto is None:
+                proto = value.split(b",", 1)[0].strip().lower()
+                if proto == b"https" or proto == b"http":
+                    self.xf_proto = proto
+        # H_XF_HOST, H_HOP: dropped; the router sets the X-Forwarded-* itself.
+
+    def add_trailer(self, name: bytes, value: bytes) -> None:
+        """A field after a chunked body (RFC 9112 7.1.2): forwarded as it came."""
+        if self.trailers is None:
+            self.trailers = []
+        self.trailers.append(b"".join((name, b": ", value, CRLF)))
+
+    def head_complete(self, parser) -> None:
+        """The request head is read: its method, version and what they imply."""
+        self.head_done = True
+        self.method_b = parser.get_method()
+        # Of the versions llhttp accepts (0.9, 1.0, 1.1, 2.0) only 1.1 is kept alive without
+        # a Connection field, so the common request needs no version string (costly to build).
+        if self.conn_header is not None or not parser.should_keep_alive():
+            version = parser.get_http_version()
+            if version not in ("1.1", "1.0"):
+                raise RouterError(ErrorKind.BAD_REQUEST, f"unsupported HTTP version {version}")
+            self.http10 = version == "1.0"
+            self.keep_alive = parser.should_keep_alive()
+        if self.host_b is None and not self.http10:
+            raise RouterError(ErrorKind.BAD_REQUEST, "missing Host header (RFC 9112 3.2)")
+        if self.upgrade is not None and not parser.should_upgrade():
+            self.upgrade = None
+        if self.chunked and self.content_length is not None:
+            raise RouterError(ErrorKind.BAD_REQUEST, "both Content-Length and Transfer-Encoding")
+
+    def answer_id(self) -> bytes:
+        """The request's id, made now if it has none yet (an answer always names one)."""
+        if self.request_id is None:
+            self.request_id = self.server.next_request_id()
+        return self.request_id
+
+    # -- request body ------------------------------------------------------------------
     def on_body(self, chunk: bytes) -> None:
         n = len(chunk)
         self.body_in += n
@@ -149,9 +246,13 @@ class Exchange:
         self._send_body(data)
 
     def on_request_done(self) -> None:
-        """The end of a chunked body: send the last chunk and the trailers."""
-        self.req_done = True
-        self._send_body(b"0\r\n" + (b"".join(self.trailers) if self.trailers else b"") + CRLF)
+        """The end of the request's body."""
+        if self.chunked and not self.finished:
+            # The last chunk and the trailers.
+            self.req_done = True
+            self._send_body(b"0\r\n" + (b"".join(self.trailers) if self.trailers else b"") + CRLF)
+        else:
+            self.req_done = True
 
     def _send_body(self, data: bytes) -> None:
         if self.replay_ok:
@@ -172,15 +273,14 @@ class Exchange:
             self.pending.append(data)
             self.pending_bytes += len(data)
             if self.pending_bytes > PENDING_MAX:
-                self.conn.pause_reading(4)
+                self.conn.pause_reading(Pause.PENDING)
 
     # -- deciding ----------------------------------------------------------------------
     def start(self) -> None:
         """The head is complete and this is the connection's current exchange."""
         server = self.server
         snap = self.snap
-        if self.request_id is None:
-            self.request_id = server.next_request_id()
+        self.answer_id()
         if server.shedding:
             self.shed()
             return
@@ -220,43 +320,17 @@ class Exchange:
         self.refuse(ErrorKind.OVERLOADED, "the router is over limits.max_memory", ((b"Retry-After", retry_after),))
 
     def _build_head(self, d) -> bytes:
-        """The request head sent upstream. Called once per request: the forwarded lines
-        collected by the parser get the router's own appended in place."""
-        # The common lines are joins rather than %-formatting or `+`: bytes formatting and
-        # each concatenation (buffer protocol on both operands, an allocation) cost more.
-        lines = self.lines
-        if self.conn_header is not None:
-            # RFC 9110 7.6.1: fields named in Connection are hop-by-hop too.
-            named = connection_tokens(self.conn_header) - CONNECTION_OPTIONS
-            if named:
-                lines = [ln for ln in lines if ln.split(b":", 1)[0].strip().lower() not in named]
-        host = self.host_b
-        if host is None:
-            lines.append(b"Host: " + d.backends[0].encode() + CRLF)
+        """The request head sent upstream (router.proxy.head)."""
+        settings = self.settings
+        conn = self.conn
+        fields = self.lines if self.conn_header is None else without_named(self.lines, self.conn_header)
+        tenant_line = None
         if d.tenant is not None:
-            lines.append(b"".join((self.settings.tenant_header, b": ", d.tenant.encode(), CRLF)))
-        proto = self.xf_proto
-        if self.xff:
-            lines.append(b"X-Forwarded-For: %s, %s\r\nX-Forwarded-Proto: %s\r\n"
-                         % (self.xff, self.conn.client_b, proto or self.conn.scheme or self.settings.forwarded_proto))
-        elif proto is None:
-            lines.append(self.conn.forwarded)
-        else:
-            lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n" % (self.conn.client_b, proto))
-        if host is not None:
-            lines.append(b"".join((b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", self.request_id, CRLF)))
-        else:
-            lines.append(b"X-Request-ID: " + self.request_id + CRLF)
-        if self.chunked:
-            lines.append(b"Transfer-Encoding: chunked\r\n")
-        elif self.content_length is not None:
-            lines.append(b"Content-Length: %d\r\n" % self.content_length)
-        if self.upgrade is not None:
-            lines.append(b"Connection: Upgrade\r\nUpgrade: " + self.upgrade + CRLF)
-        lines.append(CRLF)
-        # The request line goes in front of the fields: one copy of the head, not two.
-        lines.insert(0, b"".join((self.method_b, b" ", self.url, b" HTTP/1.1\r\n")))
-        return b"".join(lines)
+            tenant_line = b"".join((settings.tenant_header, b": ", d.tenant.encode(), CRLF))
+        forwarded = forwarded_fields(self.xff, conn.client_b, self.xf_proto, conn.scheme or settings.forwarded_proto,
+                                     conn.forwarded)
+        return request_head(self.method_b, self.url, fields, self.host_b, d.backends[0], tenant_line, forwarded,
+                            self.request_id, self.chunked, self.content_length, self.upgrade)
 
     # -- carrying out ------------------------------------------------------------------
     def dispatch(self, force_new: bool) -> None:
@@ -270,7 +344,7 @@ class Exchange:
         pool = pools.pools.get(backend) or pools.get(backend)
         self.pool = pool
         self.backend = backend
-        pool.outstanding += 1
+        pool.begin()
         conn = None if force_new else pool.take()
         if conn is not None:
             self._attach(conn)
@@ -329,14 +403,14 @@ class Exchange:
         if self.finished:
             # The request ended while connecting: the fresh connection is still good.
             if self.pool is pool:
-                pool.outstanding -= 1
+                pool.end()
                 self.pool = None
             pool.put(conn)
             return
         self._attach(conn)
 
     def _connect_failed(self, pool: BackendPool, kind: str) -> None:
-        pool.outstanding -= 1
+        pool.end()
         self.pool = None
         d = self.decision
         self.server.metrics.upstream_error(d.stamp, pool.address, kind)
@@ -356,12 +430,9 @@ class Exchange:
             self.refuse(ErrorKind.UPSTREAM_FAILURE, f"no backend of stamp {d.stamp!r} accepted the connection")
 
     def _may_retry(self) -> bool:
-        server = self.server
-        if len(self.tried or ()) >= self.settings.retry_attempts:
-            return False
-        if len(self.decision.backends) <= len(self.tried or ()) + 1:
-            return False
-        return server.retry_allowed(self.settings.retry_budget)
+        settings = self.settings
+        return may_retry(len(self.tried or ()), settings.retry_attempts, len(self.decision.backends),
+                         self.server.retry_allowed(settings.retry_budget))
 
     def _note_retry(self, backend: str) -> None:
         if self.tried is None:
@@ -369,23 +440,23 @@ class Exchange:
         self.tried.append(backend)
         if not self.retried:
             self.retried = True
-            self.server.retrying += 1
-        self.server.metrics.stamp(self.decision.stamp).retries += 1
+            self.server.retry_began()
+        self.server.metrics.retried(self.decision.stamp)
 
     def _attach(self, conn: UpstreamConnection) -> None:
-        conn.exchange = self
+        conn.serve(self)
         self.upstream = conn
         if self.pending:
             conn.transport.write(self.head + b"".join(self.pending))
             self.pending = None
             self.pending_bytes = 0
-            self.conn.resume_reading(4)
+            self.conn.resume_reading(Pause.PENDING)
         else:
             conn.transport.write(self.head)
         if self.server.access_log is not None:
             self.t_up = _perf_counter()
         self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
-        if self.conn.write_paused:
+        if self.conn.flow.write_paused:
             conn.pause_reading()
 
     def _detach(self, conn: UpstreamConnection, reusable: bool) -> None:
@@ -393,86 +464,61 @@ class Exchange:
         self.up_deadline = INF
         pool = self.pool
         if pool is not None:
-            pool.outstanding -= 1
+            pool.end()
             self.pool = None
-        conn.exchange = None
-        if reusable and not conn.closed:
-            conn.got_bytes = False
-            conn.pool.put(conn)
-        else:
-            conn.close()
+        conn.release(reusable)
 
     # -- response side (called by UpstreamConnection) --------------------------------------
-    def apply_response_connection(self, status: int) -> None:
-        """The response's Connection header: close, and the fields it names (RFC 9110 7.6.1)."""
-        tokens = connection_tokens(self.resp_conn)
-        if b"close" in tokens:
-            self.resp_close = True
-        lines = self.resp_lines or []
-        named = tokens - CONNECTION_OPTIONS
-        if named:
-            lines = [ln for ln in lines if ln.split(b":", 1)[0].strip().lower() not in named]
-        if status == 101:
-            lines.append(b"Connection: " + self.resp_conn + CRLF)
-            if self.resp_upgrade is not None:
-                lines.append(b"Upgrade: " + self.resp_upgrade + CRLF)
-        self.resp_lines = lines
+    def read_begins(self) -> None:
+        """An upstream read is about to be parsed: what it brings for the client collects
+        in `out`, to go in one write."""
+        self.read_started = self.resp_started
+        self.read_sent = self.bytes_out
+        self.out = []
 
-    def interim_response(self, status: int) -> None:
+    def read_ends(self) -> None:
+        """The read is parsed. If the response goes on past it (a complete one has flushed
+        already), send what came, and if head or body bytes came, the backend has
+        upstream_timeout again from now: once per read, not per callback, since most
+        responses end within their first read."""
+        out = self.out
+        if out is None:
+            return
+        if out:
+            self.flush()
+        self.out = None
+        if self.bytes_out != self.read_sent or self.resp_started is not self.read_started:
+            self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
+
+    def interim_response(self, status: int, lines: list[bytes] | None) -> None:
         """A 1xx before the final response: relayed to HTTP/1.1 clients, then forgotten."""
         if not self.http10 and not self.finished:
-            self._cw(status_line(status) + b"".join(self.resp_lines or ()) + CRLF)
-        self.resp_lines = self.resp_conn = self.resp_upgrade = None
-        self.resp_close = False
+            self._cw(status_line(status) + b"".join(lines or ()) + CRLF)
 
-    def response_head(self, conn: UpstreamConnection, status: int) -> None:
-        # (up_deadline moves on once per upstream read: UpstreamConnection.data_received)
+    def response_head(self, status: int, lines: list[bytes] | None, length: bytes | None, chunked: bool) -> None:
+        # (up_deadline moves on once per upstream read: read_ends)
         self.status = status
         self.resp_started = True
-        close = self.close_after or not self.keep_alive or self.server.draining
-        length = self.resp_length
-        # RFC 9112 6.3: how the body is delimited, and how it will be to the client.
-        if status == 101 or self.method_b == b"HEAD" or status == 204 or status == 304:
-            framing = F_NONE
-        elif self.resp_chunked:
-            framing = F_CHUNKED
-        elif length is not None:
-            framing = F_LENGTH
-        else:
-            self.until_close = True
-            framing = F_CHUNKED
-        if framing == F_CHUNKED and self.http10:
-            framing = F_RAW_CLOSE   # HTTP/1.0 has no chunked coding: the close ends the body
-            close = True
-        self.framing = framing
+        relay, self.until_close, closes = response_framing(status, self.method_b == b"HEAD", chunked,
+                                                           length is not None, self.http10)
+        close = closes or self.close_after or not self.keep_alive or self.server.draining
+        self.framing = relay
         self.close_after = close
-        # While an upstream read is being parsed the head goes straight into `out`, joined
-        # once with the body that follows it.
-        out = self.out
-        parts = out if out is not None else []
-        # The standard reason phrase, not the backend's: clients ignore it (RFC 9112 4),
-        # and taking it from a table spares a parser callback per response.
-        parts.append(STATUS_LINES.get(status) or status_line(status))
-        if self.resp_lines:
-            parts += self.resp_lines
-        if length is not None and framing != F_CHUNKED and framing != F_RAW_CLOSE:
-            parts.append(b"".join((b"Content-Length: ", length, CRLF)))
-        elif framing == F_CHUNKED:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+        stamp_line = failover_line = None
         stamp_lines = self.settings.stamp_lines
         if stamp_lines:
             d = self.decision
-            parts.append(stamp_lines[d.stamp])
+            stamp_line = stamp_lines[d.stamp]
             if d.placed is not None:
-                parts.append(self.settings.stamp_header + b"-Failover: " + d.placed.encode() + CRLF)
-        if status != 101:
-            if close:
-                parts.append(b"Connection: close\r\n")
-            elif self.http10:
-                parts.append(b"Connection: keep-alive\r\n")
-        parts.append(CRLF)
-        if out is None:
-            self.conn.transport.write(b"".join(parts))
+                failover_line = self.settings.stamp_header + b"-Failover: " + d.placed.encode() + CRLF
+        head = response_head(status, lines, length, relay, stamp_line, failover_line, close, self.http10)
+        # While an upstream read is being parsed the head goes into `out`, joined once
+        # with the body that follows it.
+        out = self.out
+        if out is not None:
+            out.append(head)
+        else:
+            self.conn.transport.write(head)
 
     def _cw(self, data: bytes) -> None:
         out = self.out
@@ -491,7 +537,7 @@ class Exchange:
         if self.finished:
             return
         self.bytes_out += len(body)
-        if self.framing == F_CHUNKED:
+        if self.framing == _R_CHUNKED:
             body = b"%x\r\n%b\r\n" % (len(body), body)
         out = self.out
         if out is not None:
@@ -499,9 +545,9 @@ class Exchange:
         else:
             self.conn.transport.write(body)
 
-    def response_complete(self, conn: UpstreamConnection, reusable: bool) -> None:
-        if self.framing == F_CHUNKED and not self.finished:
-            self._cw(b"0\r\n" + b"".join(self.resp_trailers or ()) + CRLF)
+    def response_complete(self, conn: UpstreamConnection, reusable: bool, trailers: list[bytes] | None) -> None:
+        if self.framing == _R_CHUNKED and not self.finished:
+            self._cw(b"0\r\n" + b"".join(trailers or ()) + CRLF)
         out = self.out
         if out:
             self.out = None
@@ -519,12 +565,11 @@ class Exchange:
         """The backend answered 101: both connections become one byte tunnel."""
         pool = self.pool
         if pool is not None:
-            pool.outstanding -= 1
+            pool.end()
             pool.forget(conn)
             self.pool = None
         self.upstream = None
         self.up_deadline = INF
-        conn.exchange = None
         self.flush()
         self.conn.open_tunnel(conn, rest)
         self.finish(101)
@@ -533,6 +578,14 @@ class Exchange:
         """The backend sent something that is not HTTP: never relay it, never reuse it."""
         self.fail_kind, self.fail_message = kind, message
         conn.close()   # connection_lost follows and ends the exchange through upstream_lost
+
+    def upstream_closed(self, conn: UpstreamConnection, exc: Exception | None, trailers: list[bytes] | None) -> None:
+        """The backend closed the connection while serving this exchange: the end of a
+        body delimited by the close (RFC 9112 6.3 rule 8), else a loss."""
+        if self.until_close:
+            self.response_complete(conn, False, trailers)
+        else:
+            self.upstream_lost(conn, exc)
 
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
         """The backend connection ended before the response did."""
@@ -545,33 +598,27 @@ class Exchange:
             return
         stamp = self.decision.stamp
         kind = self.fail_kind
-        if not self.resp_started:
-            # Safe to send again: everything sent is still held, and either the method is
-            # idempotent or the backend never had the whole request to act on.
-            replayable = self.replay_ok and (self.method_b in IDEMPOTENT or not self.req_done)
-            if stale_reuse and replayable and kind == "reset":
-                # Most likely a pooled connection the backend had closed before the request
-                # reached it; but it may also have read it and died, so only a request that
-                # is safe to repeat goes again (nginx's proxy_next_upstream default, too).
-                self._resend_from_replay()
-                self.dispatch(force_new=True)
-                return
-            self.server.metrics.upstream_error(stamp, backend, kind)
-            self.server.state.health.report(backend, False, kind)
-            if replayable and self._may_retry():
-                self._note_retry(backend)
-                self._resend_from_replay()
-                self.fail_kind, self.fail_message = "reset", None
-                self.dispatch(force_new=False)
-                return
-            self.refuse(ErrorKind.UPSTREAM_FAILURE, self.fail_message
-                        or f"backend of stamp {stamp!r} closed the connection before answering")
+        safe = replayable(self.replay_ok, self.method_b, self.req_done)
+        nxt = after_loss(self.resp_started, stale_reuse, safe, kind, safe and not self.resp_started
+                         and self._may_retry())
+        if nxt == Next.RESEND:
+            self._resend_from_replay()
+            self.dispatch(force_new=True)
             return
         self.server.metrics.upstream_error(stamp, backend, kind)
         self.server.state.health.report(backend, False, kind)
-        # Part of the response is already with the client: all we can do is cut it short.
-        self.close_after = True
-        self.finish(self.status, aborted=True)
+        if nxt == Next.RETRY:
+            self._note_retry(backend)
+            self._resend_from_replay()
+            self.fail_kind, self.fail_message = "reset", None
+            self.dispatch(force_new=False)
+        elif nxt == Next.REFUSE:
+            self.refuse(ErrorKind.UPSTREAM_FAILURE, self.fail_message
+                        or f"backend of stamp {stamp!r} closed the connection before answering")
+        else:
+            # Part of the response is already with the client: all we can do is cut it short.
+            self.close_after = True
+            self.finish(self.status, aborted=True)
 
     def _resend_from_replay(self) -> None:
         self.pending = list(self.replay or ())
@@ -620,7 +667,7 @@ class Exchange:
             self.connect_task.cancel()
             self.connect_task = None
             if self.pool is not None:
-                self.pool.outstanding -= 1
+                self.pool.end()
                 self.pool = None
 
     def refuse_mid_body(self, kind: ErrorKind, message: str) -> None:
@@ -644,9 +691,9 @@ class Exchange:
         self.status = status
         server = self.server
         if self.head_done:
-            server.metrics.in_flight -= 1
+            server.metrics.request_ended()
         if self.retried:
-            server.retrying -= 1
+            server.retry_ended()
         d = self.decision
         elapsed = _perf_counter() - self.t0
         metrics = server.metrics

@@ -71,6 +71,13 @@ class ProxyServer:
     def retry_allowed(self, budget: float) -> bool:
         return self.retrying < max(3, budget * self.metrics.in_flight)
 
+    def retry_began(self) -> None:
+        """A request went to a second backend: it counts against the budget until it ends."""
+        self.retrying += 1
+
+    def retry_ended(self) -> None:
+        self.retrying -= 1
+
     def admit(self, conn: ClientConnection) -> bool:
         if self.draining or len(self.connections) >= self.max_connections:
             self.metrics.connections_refused += 1

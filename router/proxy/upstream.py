@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from router.config.addresses import parse_hostport
+from router.proxy.flow import FlowControl, Pause
+from router.proxy.framing import ends_at_head
+from router.proxy.head import response_connection
 from router.proxy.http import CRLF
 
 if TYPE_CHECKING:
     from router.proxy.exchange import Exchange
-
-# Response framings towards the client.
-F_NONE, F_LENGTH, F_CHUNKED, F_RAW_CLOSE = range(4)
 
 # Response fields the relay handles itself; the rest pass through as they came.
 _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _UPGRADE, _HOP = range(5)
@@ -45,11 +45,14 @@ _exact = {
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One connection to a backend. Per-response state lives on the exchange it serves
-    (fresh for every request), so nothing here needs resetting between responses."""
+    """One connection to a backend. It parses each response's head into its own fields
+    (reset as each message begins) and hands the exchange it serves the parts as they
+    complete: the head, body bytes, the end."""
 
     __slots__ = ("pool", "transport", "parser", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
-                 "reset_parser", "paused", "closed")
+                 "reset_parser", "flow", "closed",
+                 # the response being parsed
+                 "lines", "length", "chunked", "connection", "upgrade", "trailers", "in_body", "close_asked")
 
     def __init__(self, pool: BackendPool) -> None:
         self.pool = pool
@@ -60,9 +63,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.got_bytes = False
         self.tunnel = None
-        self.paused = False
+        self.flow = FlowControl()
         self.closed = False
         self.reset_parser = False
+        self.on_message_begin()
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -78,8 +82,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.close()
             return
         self.got_bytes = True
-        started, sent = ex.resp_started, ex.bytes_out
-        out = ex.out = []
+        ex.read_begins()
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -88,16 +91,7 @@ class UpstreamConnection(asyncio.Protocol):
             ex.flush()
             ex.upstream_failed(self, "protocol", f"invalid response from backend: {exc}")
         else:
-            if ex.out is out:
-                # The response goes on past this read (a complete one has flushed and
-                # detached): send what came, and if the head or body bytes came, the
-                # backend has upstream_timeout again from now. Once per read, not per
-                # callback: most responses end within their first read.
-                if out:
-                    ex.flush()
-                ex.out = None
-                if ex.bytes_out != sent or ex.resp_started is not started:
-                    ex.up_deadline = ex.server.loop.time() + ex.settings.upstream_timeout
+            ex.read_ends()
         if self.reset_parser:
             self.reset_parser = False
             self.parser = HttpResponseParser(self)
@@ -111,32 +105,45 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is not None:
             self.exchange = None
-            if ex.until_close:
-                ex.response_complete(self, reusable=False)
-            else:
-                ex.upstream_lost(self, exc)
+            ex.upstream_closed(self, exc, self.trailers)
         elif self.tunnel is not None:
             self.tunnel.close()
 
     def pause_writing(self) -> None:
         peer = self.exchange.conn if self.exchange is not None else self.tunnel
         if peer is not None:
-            peer.pause_reading(2)
+            peer.pause_reading(Pause.PEER_FULL)
 
     def resume_writing(self) -> None:
         peer = self.exchange.conn if self.exchange is not None else self.tunnel
         if peer is not None:
-            peer.resume_reading(2)
+            peer.resume_reading(Pause.PEER_FULL)
 
-    # -- called by the client side ------------------------------------------------------
-    def pause_reading(self, reason: int = 1) -> None:
-        if not self.paused and self.transport is not None:
-            self.paused = True
+    # -- called by the exchange and the client side --------------------------------------
+    def serve(self, ex: Exchange) -> None:
+        """Carry `ex` from now on: its head goes out first."""
+        self.exchange = ex
+
+    def release(self, reusable: bool) -> None:
+        """The exchange is done with this connection: back to its pool, or closed."""
+        self.exchange = None
+        if reusable and not self.closed:
+            self.got_bytes = False
+            self.pool.put(self)
+        else:
+            self.close()
+
+    def become_tunnel(self, peer) -> None:
+        """After a 101: bytes from the backend go to `peer` as they come."""
+        self.exchange = None
+        self.tunnel = peer
+
+    def pause_reading(self, reason: Pause = Pause.PEER_FULL) -> None:
+        if self.flow.pause(reason) and self.transport is not None:
             self.transport.pause_reading()
 
-    def resume_reading(self, reason: int = 1) -> None:
-        if self.paused and self.transport is not None:
-            self.paused = False
+    def resume_reading(self, reason: Pause = Pause.PEER_FULL) -> None:
+        if self.flow.resume(reason) and self.transport is not None:
             self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
@@ -150,47 +157,57 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.close()
 
     # -- httptools callbacks (response) ---------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.lines: list[bytes] | None = None
+        self.length: bytes | None = None
+        self.chunked = False
+        self.connection: bytes | None = None
+        self.upgrade: bytes | None = None
+        self.trailers: list[bytes] | None = None
+        self.in_body = False
+        self.close_asked = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        ex = self.exchange
-        if ex.resp_started:
-            if ex.resp_trailers is not None:
-                ex.resp_trailers.append(b"".join((name, b": ", value, CRLF)))
+        if self.in_body:
+            if self.trailers is not None:
+                self.trailers.append(b"".join((name, b": ", value, CRLF)))
             return
         kind = _exact(name)
         if kind is None:
             kind = _special(name.lower(), _PASS)
         if kind == _PASS:
             # One join, not three `+` (each takes both operands' buffers and allocates).
-            if ex.resp_lines is None:
-                ex.resp_lines = [b"".join((name, b": ", value, CRLF))]
+            if self.lines is None:
+                self.lines = [b"".join((name, b": ", value, CRLF))]
             else:
-                ex.resp_lines.append(b"".join((name, b": ", value, CRLF)))
+                self.lines.append(b"".join((name, b": ", value, CRLF)))
         elif kind == _CONTENT_LENGTH:
-            ex.resp_length = value
+            self.length = value
         elif kind == _TRANSFER_ENCODING:
-            ex.resp_chunked = value.strip().lower().endswith(b"chunked")
+            self.chunked = value.strip().lower().endswith(b"chunked")
         elif kind == _CONNECTION:
             # "keep-alive" is HTTP/1.1's default and says nothing more; most backends send it.
-            if value != b"keep-alive" or ex.resp_conn is not None:
-                ex.resp_conn = value if ex.resp_conn is None else ex.resp_conn + b", " + value
+            if value != b"keep-alive" or self.connection is not None:
+                self.connection = value if self.connection is None else self.connection + b", " + value
         elif kind == _UPGRADE:
-            ex.resp_upgrade = value
+            self.upgrade = value
         # other hop-by-hop fields end here (RFC 9110 7.6.1)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         ex = self.exchange
-        if ex.resp_conn is not None:
-            ex.apply_response_connection(status)
+        lines = self.lines
+        if self.connection is not None:
+            lines, self.close_asked = response_connection(lines or [], self.connection, self.upgrade, status)
         if 100 <= status < 200 and status != 101:
-            ex.interim_response(status)
+            ex.interim_response(status, lines)
             return
-        if ex.resp_chunked:
-            ex.resp_trailers = []
-        ex.response_head(self, status)
-        if ex.method_b == b"HEAD" and ex.resp_length != b"0" and status != 204 and status != 304:
-            # httptools cannot be told the request was HEAD: it would wait for a body
-            # that never comes. The message ends here; a fresh parser takes the next one.
+        self.in_body = True
+        if self.chunked:
+            self.trailers = []
+        ex.response_head(status, lines, self.length, self.chunked)
+        if ends_at_head(status, ex.method_b == b"HEAD", self.length):
+            # The message ends here; a fresh parser takes the next one.
             self.reset_parser = True
             self.on_message_complete()
 
@@ -201,12 +218,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         ex = self.exchange
-        if ex is None or not ex.resp_started:
+        if ex is None or not self.in_body:
             return  # an interim (1xx) response ended; the final one follows
         if ex.status == 101:
             return  # the upgrade path (HttpParserUpgrade) takes it from here
-        ex.response_complete(self, reusable=not ex.resp_close and self.parser.should_keep_alive())
-
+        ex.response_complete(self, not self.close_asked and self.parser.should_keep_alive(), self.trailers)
 
 
 class BackendPool:
@@ -226,6 +242,13 @@ class BackendPool:
         self.max_idle = max_idle
         self.retired = False          # removed from the config: drain, never pool again
         self.connections: set[UpstreamConnection] = set()
+
+    def begin(self) -> None:
+        """A request was given to this backend (least-outstanding balancing counts these)."""
+        self.outstanding += 1
+
+    def end(self) -> None:
+        self.outstanding -= 1
 
     def take(self) -> UpstreamConnection | None:
         idle = self.idle

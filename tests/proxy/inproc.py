@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from benchmarks.dataplane_micro import MemTransport, build
+from router.proxy.downstream import ClientConnection
 
 BACKEND = "127.0.0.1:9"
 
@@ -34,10 +35,11 @@ def doc(**routing) -> dict:
 
 
 class DataPath:
-    """One client connection and one pooled upstream connection. Build inside a running loop."""
+    """One client connection and one pooled upstream connection. Build inside a running loop.
+    `connection` is the client connection's class: a test injects a subclass to make it fail."""
 
-    def __init__(self, config: dict | None = None) -> None:
-        self.server, self.client, self.upstream, self.metrics = build(config or doc(), Recorder)
+    def __init__(self, config: dict | None = None, connection: type = ClientConnection) -> None:
+        self.server, self.client, self.upstream, self.metrics = build(config or doc(), Recorder, connection)
 
     def request(self, data: bytes) -> bytes:
         """Client bytes in; the bytes sent upstream out."""

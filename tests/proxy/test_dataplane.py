@@ -89,14 +89,16 @@ def test_x_forwarded_proto_comes_from_the_config_or_a_trusted_proxy(listen, sent
     assert lines == [expected_for, b"X-Forwarded-Proto: " + proto]
 
 
-def test_a_fault_of_the_router_while_reading_a_request_is_500_and_logged_not_a_400(monkeypatch, caplog):
-    def broken(self, url):
+class BrokenConnection(ClientConnection):
+    """A client connection with a bug in a parser callback."""
+
+    def on_url(self, url: bytes) -> None:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(ClientConnection, "on_url", broken)
 
+def test_a_fault_of_the_router_while_reading_a_request_is_500_and_logged_not_a_400(caplog):
     def body():
-        path = DataPath()
+        path = DataPath(connection=BrokenConnection)
         assert path.request(GET) == b""                      # nothing went upstream
         answer = bytes(path.client.transport.data)
         assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
