@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from enum import Enum
 from typing import Callable
 
 import uvloop
@@ -49,7 +50,6 @@ from router.process.takeover import Handover, TakeoverError, TakeoverServer, req
 from router.process.worker import WorkerSpec
 from router.state import RouterState
 from router.tls.runtime import TlsRuntime
-from router.tls.runtime import TlsRuntime
 
 log = logging.getLogger("stamp_router")
 
@@ -70,6 +70,17 @@ def worker_count(process: Process) -> int:
     return process.workers
 
 
+class Phase(Enum):
+    """Where the supervisor is in its life; only SERVING is ready.
+
+    STARTING lasts until every part is up, the takeover socket included: the admin API
+    answers from early on, and a ready router must be one that `serve --takeover` can
+    replace. DRAINING starts at SIGTERM, so a load balancer stops sending traffic."""
+    STARTING = "starting"
+    SERVING = "serving"
+    DRAINING = "draining"
+
+
 class Supervisor:
     def __init__(self, start: Start, listeners: list[socket.socket], admin_listeners: list[socket.socket], *,
                  config_path: str | None = None, https_listeners: list[socket.socket] | None = None) -> None:
@@ -78,7 +89,7 @@ class Supervisor:
         self.https_listeners = https_listeners or []
         self._tls_watch: asyncio.Task | None = None
         self.admin_listeners = admin_listeners
-        self.shutting_down = False    # SIGTERM received: grace, then drain
+        self.phase = Phase.STARTING
         self.registry = CollectorRegistry()
         self.tls = TlsRuntime(self.registry)
         self.health = HealthRegistry(self.registry, tls_for=self.tls.upstream_for)
@@ -227,8 +238,7 @@ class Supervisor:
             "health": {"ok": bool(self.health.first_round_done)},
             "jwt_keys": jwt,
             "workers": self.pool.status(),
-            # A draining router says so, so that a load balancer stops sending it traffic.
-            "serving": {"ok": not self.shutting_down},
+            "serving": {"ok": self.phase is Phase.SERVING},
         }
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -292,7 +302,7 @@ class Supervisor:
 
     async def stop(self) -> None:
         cfg = self.state.snapshot.config
-        self.shutting_down = True          # /readyz turns 503 from here on
+        self.phase = Phase.DRAINING
         if cfg.timeouts.grace > 0:
             await asyncio.sleep(cfg.timeouts.grace)
         if self.takeover is not None:
@@ -325,6 +335,7 @@ class Supervisor:
             print(f"stamp-router: cannot start: {exc}", file=sys.stderr)
             await self.pool.stop(5.0)
             return 1
+        self.phase = Phase.SERVING
         if on_serving is not None:
             on_serving()
         cfg = self.state.snapshot.config

@@ -91,7 +91,7 @@ def test_stale_pooled_connection_is_resent_on_a_fresh_one(bg, router_proc, metho
     assert len(server.requests) == 4
     if body:
         assert all(r.endswith(b"body=payload") for r in server.requests)
-    server.server.close()
+    bg.loop.call_soon_threadsafe(server.server.close)   # the server belongs to the loop thread
 
 
 def test_complete_post_on_a_dead_pooled_connection_is_not_replayed(bg, router_proc):
@@ -103,7 +103,7 @@ def test_complete_post_on_a_dead_pooled_connection_is_not_replayed(bg, router_pr
     status, _, body = router.request("POST", "/second", headers={"X-Tenant-ID": "acme"}, body=b"two")
     assert status == 502 and json.loads(body)["kind"] == "upstream_failure"
     assert len(server.requests) == 1
-    server.server.close()
+    bg.loop.call_soon_threadsafe(server.server.close)   # the server belongs to the loop thread
 
 
 class GarbageServer:
@@ -132,4 +132,4 @@ def test_a_backend_that_does_not_speak_http_is_a_502_counted_as_protocol(bg, rou
     assert "invalid response from backend" in json.loads(body)["error"]
     assert router.metric("stamp_router_upstream_errors_total", stamp="eu-1", backend=address, kind="protocol") == 1
     assert router.metric("stamp_router_requests_total", stamp="eu-1", code="5xx") == 1
-    server.server.close()
+    bg.loop.call_soon_threadsafe(server.server.close)   # the server belongs to the loop thread
