@@ -5,6 +5,7 @@ The zone is never written by both: while one holds the lock, the other applies n
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -22,12 +23,10 @@ from tests.support.servers import wait_until
 TTL = 3
 
 
-class Replica:
-    def __init__(self, tmp_path, name: str, registry_url: str, bind, etcd, record: str) -> None:
-        self.dir = tmp_path / name
-        self.dir.mkdir()
-        self.config = self.dir / "dns.toml"
-        self.config.write_text(f"""
+def replica_config(directory, name: str, registry_url: str, bind, etcd, record: str, remove_after: int = 1):
+    directory.mkdir()
+    config = directory / "dns.toml"
+    config.write_text(f"""
 [source]
 stamps_url = "{registry_url}"
 [provider]
@@ -39,7 +38,7 @@ timeout = "1s"
 [sync]
 owner_id = "lock-{record}"
 interval = "1s"
-remove_after = 1
+remove_after = {remove_after}
 [lock]
 kind = "etcd"
 ttl = {TTL}
@@ -49,6 +48,13 @@ etcd = {{ endpoints = ["{etcd.url}"], prefix = "/dns", timeout = "1s" }}
 name = "{record}"
 type = "A"
 """)
+    return config
+
+
+class Replica:
+    def __init__(self, tmp_path, name: str, registry_url: str, bind, etcd, record: str) -> None:
+        self.dir = tmp_path / name
+        self.config = replica_config(self.dir, name, registry_url, bind, etcd, record)
         self.log_path = self.dir / "stderr"
         self.proc = subprocess.Popen([sys.executable, "-m", "router", "dns", "sync", "-c", str(self.config)],
                                      stdout=subprocess.DEVNULL, stderr=open(self.log_path, "wb"))
@@ -151,6 +157,29 @@ def test_once_refuses_while_another_replica_is_active(bind, registry, replicas):
     assert once.returncode == 1 and "another updater (a) holds the lock" in once.stderr
 
 
+def test_the_hysteresis_counts_go_on_from_one_replica_to_the_other(tmp_path, bind, registry, etcd, uniq):
+    record = f"counts-{uniq}"
+    configs = [replica_config(tmp_path / n, n, registry.url, bind, etcd, record, remove_after=3) for n in ("a", "b")]
+
+    def once(config) -> None:
+        done = subprocess.run([sys.executable, "-m", "router", "dns", "sync", "-c", str(config), "--once"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+    once(configs[0])
+    assert answers(bind, record, "A") == addresses(1, 2, 3, 4)
+    registry.set_health("eu-2", False)
+    seen = []
+    for config in (configs[1], configs[0], configs[1]):     # replicas in turn, each one pass
+        once(config)
+        seen.append("203.0.113.2" in answers(bind, record, "A"))
+    # remove_after = 3 across replicas: each went on from the count the other left in etcd.
+    assert seen == [True, True, False]
+    stored = json.loads(etcd.get(f"/dns/dns-state/lock-{record}"))
+    assert stored["stamps"]["eu-2"] == {"state": "down", "failures": 3}
+    assert not (tmp_path / "a" / "state").exists() and not (tmp_path / "b" / "state").exists()
+
+
 def test_lock_config_errors_have_paths():
     doc = {"source": {"stamps_url": "http://127.0.0.1:9/stamps"},
            "provider": {"kind": "rfc2136", "server": "127.0.0.1:53", "zone": ZONE, "tsig_key_file": "k"},
@@ -160,3 +189,9 @@ def test_lock_config_errors_have_paths():
         parse_dns_config(doc)
     paths = {p for p, _ in exc.value.errors}
     assert {"lock.kind", "lock.ttl", "lock.etcd.endpoints[0]"} <= paths, paths
+    doc["lock"] = {"kind": "etcd", "etcd": {"endpoints": ["http://127.0.0.1:2379"]}}
+    doc["sync"]["state_file"] = "counts.json"
+    with pytest.raises(ConfigError) as exc:
+        parse_dns_config(doc)
+    assert exc.value.errors == [("sync.state_file", "with [lock], the hysteresis counts live in etcd beside the "
+                                 "lock, where every replica reads them: remove state_file")]
