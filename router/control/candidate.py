@@ -11,6 +11,7 @@ the router at another control plane.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -90,12 +91,21 @@ class Bootstrap:
 def read_bootstrap(path: str) -> Bootstrap:
     """Read and parse the local file, check its bootstrap sections; ConfigError if not."""
     path = os.path.abspath(path)
+    return bootstrap_from(path, _read_local(path))
+
+
+def read_file_candidate(path: str) -> tuple[Candidate, Bootstrap]:
+    """file_candidate() of the local file, read now. Blocks."""
+    path = os.path.abspath(path)
+    return file_candidate(path, _read_local(path))
+
+
+def _read_local(path: str) -> bytes:
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            return fh.read()
     except OSError as exc:
         raise ConfigError([("", f"cannot read {path}: {exc.strerror}")]) from None
-    return bootstrap_from(path, data)
 
 
 def bootstrap_from(path: str, data: bytes) -> Bootstrap:
@@ -115,12 +125,37 @@ def bootstrap_of(path: str, data: bytes, doc: dict[str, Any]) -> Bootstrap:
 
 
 @dataclass(frozen=True)
+class Parsed:
+    """A document parsed once: its members and, when its large JSON [tenants] table was
+    split out to be read in slices (router.control.bulk), that table's text."""
+
+    doc: dict[str, Any]
+    tenants_text: bytes | None = None
+
+
+@dataclass(frozen=True)
 class Candidate:
     kind: str             # file | url | admin | lkg: the metrics' source label
     source: str           # where it came from: a path, a URL, "admin"
     data: bytes
     fmt: str              # json | toml
     force: bool = False   # pass the drop guard
+    parsed: Parsed | None = dataclasses.field(default=None, compare=False, repr=False)   # `data`, when parsed already
+
+
+def parse(cand: Candidate, slice_inline: bool = True) -> Parsed:
+    split = split_inline_tenants(cand.data) if slice_inline and cand.fmt == "json" else None
+    return Parsed(*split) if split is not None else Parsed(parse_document(cand.data, cand.fmt))
+
+
+def file_candidate(path: str, data: bytes, *, force: bool = False) -> tuple[Candidate, Bootstrap]:
+    """The local config file in both its roles, parsed once: the candidate it is and its
+    bootstrap. Blocks (run it off the event loop). ConfigError when it does not parse or
+    its bootstrap sections are not valid."""
+    cand = Candidate("file", path, data, format_of(path), force)
+    parsed = parse(cand)
+    bootstrap = bootstrap_of(path, data, dict(parsed.doc))
+    return dataclasses.replace(cand, parsed=parsed), bootstrap
 
 
 def sniff_format(data: bytes, content_type: str | None) -> str:
@@ -147,8 +182,8 @@ def prepare(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool,
     A large JSON document's [tenants] table is parsed in slices, like a tenants_file,
     when the members around it are small (router.control.bulk.split_inline_tenants).
     """
-    split = split_inline_tenants(cand.data) if slice_inline and cand.fmt == "json" else None
-    doc = split[0] if split is not None else parse_document(cand.data, cand.fmt)
+    parsed = cand.parsed if cand.parsed is not None and slice_inline else parse(cand, slice_inline)
+    doc = dict(parsed.doc)        # members are replaced below, never changed in place: parsed stays as it was
     ignored = []
     if overlay:
         for key in PROCESS_SECTIONS:
@@ -159,7 +194,7 @@ def prepare(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool,
                 doc[key] = bootstrap.document[key]
     else:
         with_state_dir_override(doc)
-    inline = (split[1], iter_object_slices(split[1])) if split is not None else None
+    inline = (parsed.tenants_text, iter_object_slices(parsed.tenants_text)) if parsed.tenants_text is not None else None
     try:
         valid = validate_document(doc, source=cand.source, base_dir=bootstrap.base_dir,
                                   digest_parts=(cand.data,), read_tenants=read_tenants, inline_tenants=inline)

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from router.config import ConfigError, format_of
 from router.config.validate import _loopback_host
-from router.control.candidate import Bootstrap, Candidate, bootstrap_from, sniff_format
+from router.control.candidate import Bootstrap, Candidate, bootstrap_from, file_candidate, sniff_format
 from router.control.metrics import ControlMetrics
 from router.control.foreground import Foreground
 from router.control.lkg import StateDirInUse
@@ -157,21 +157,24 @@ class ControlPlane:
             return self.reloader.refuse(ReloadResult(INVALID, "file", errors=[("", f"cannot read {path}: {exc.strerror}")]))
         if self.remote:
             return await self._rebase_from_file(data)
+        # Parsed once, off the loop, for both roles of the file: the config and its bootstrap.
         try:
-            self._file_doc = bootstrap_from(path, data).document
+            cand, bootstrap = await asyncio.to_thread(file_candidate, path, data, force=force)
         except ConfigError:
-            pass            # the full validation below reports it, with every other error
-        result = await self.reloader.submit(Candidate("file", path, data, format_of(path), force), overlay=False,
-                                            wait_persisted=wait_persisted)
-        if result.ok:
-            self._adopt_bootstrap(bootstrap_from(path, data))
+            # The full validation reports it, with every other error.
+            cand, bootstrap = Candidate("file", path, data, format_of(path), force), None
+        if bootstrap is not None:
+            self._file_doc = bootstrap.document
+        result = await self.reloader.submit(cand, overlay=False, wait_persisted=wait_persisted)
+        if result.ok and bootstrap is not None:
+            self._adopt_bootstrap(bootstrap)
         return result
 
     async def _rebase_from_file(self, data: bytes) -> ReloadResult:
         """With control.url set the file holds only the bootstrap: take its new sections
         into the config being served, keeping the routing content and pins as they are."""
         try:
-            bootstrap = bootstrap_from(self.bootstrap.path, data)
+            bootstrap = await asyncio.to_thread(bootstrap_from, self.bootstrap.path, data)
         except ConfigError as exc:
             return self.reloader.refuse(ReloadResult(INVALID, "file", errors=exc.errors))
         self._file_doc = bootstrap.document

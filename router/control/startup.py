@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -35,7 +36,7 @@ from router.config import ConfigError, ValidConfig, format_of, validate_document
 from router.errors import format_error
 from router.config.load import read_tenants_whole
 from router.control.candidate import (PROCESS_SECTIONS, Bootstrap, Candidate, bootstrap_of, default_state_dir, prepare,
-                                      read_bootstrap, sniff_format)
+                                      read_file_candidate, sniff_format)
 from router.control.etcd_source import first_read
 from router.control.guard import plan_drop
 from router.control.lkg import LkgRecord, LkgStore, StateDirUnusable
@@ -72,9 +73,10 @@ async def choose_start(config_path: str) -> Start:
     # by the watcher as a change, not taken as the state already loaded.
     seen = {os.path.abspath(config_path): fingerprint(config_path)}
     warnings: list[str] = []
-    file_errors = None
+    file_errors = file_cand = None
     try:
-        bootstrap = read_bootstrap(config_path)
+        # Parsed once, off the loop: the same parse gives the bootstrap and the candidate.
+        file_cand, bootstrap = await asyncio.to_thread(read_file_candidate, config_path)
         if not bootstrap.data.strip():
             raise ConfigError([("", f"{bootstrap.path} is empty")])
     except ConfigError as exc:
@@ -97,8 +99,9 @@ async def choose_start(config_path: str) -> Start:
             await poller.close()
         if fetched.status == "changed":
             etag, body = fetched.etag, hashlib.sha256(fetched.data).digest()
-            primary, errors = _try(Candidate("url", bootstrap.control.url, fetched.data,
-                                             sniff_format(fetched.data, fetched.content_type)), bootstrap, overlay=True)
+            primary, errors = await _try(Candidate("url", bootstrap.control.url, fetched.data,
+                                                   sniff_format(fetched.data, fetched.content_type)), bootstrap,
+                                         overlay=True)
         else:
             errors = [("control.url", f"cannot fetch the config: {fetched.error}")]
     elif bootstrap.control.etcd is not None:
@@ -106,8 +109,7 @@ async def choose_start(config_path: str) -> Start:
     elif file_errors is not None:
         errors = file_errors
     else:
-        primary, errors = _try(Candidate("file", bootstrap.path, bootstrap.data, format_of(bootstrap.path)),
-                               bootstrap, overlay=False)
+        primary, errors = await _try(file_cand, bootstrap, overlay=False)
 
     lkg = state_dir_problem = None
     try:
@@ -138,7 +140,7 @@ async def choose_start(config_path: str) -> Start:
             return start(lkg_valid, lkg_origin, _result(APPLIED, "lkg", lkg_valid), persist=False)
         cand, errors, etcd_revision = await first_read(bootstrap)
         if cand is not None:
-            primary, errors = _try(cand, bootstrap, overlay=True)
+            primary, errors = await _try(cand, bootstrap, overlay=True)
 
     if primary is not None:
         if lkg is not None:
@@ -166,8 +168,8 @@ async def choose_start(config_path: str) -> Start:
                         + "; ".join(format_error(p, m) for p, m in errors[:10]))
         return start(lkg_valid, lkg_origin, failed, persist=False)
     if kind != "file" and bootstrap.has_routing:
-        seed, seed_errors = _try(Candidate("file", bootstrap.path, bootstrap.data, format_of(bootstrap.path)),
-                                 bootstrap, overlay=False)
+        seed, seed_errors = await _try(file_cand or Candidate("file", bootstrap.path, bootstrap.data,
+                                                              format_of(bootstrap.path)), bootstrap, overlay=False)
         if seed is not None:
             warnings.append(f"the {_SOURCE_NAMES[kind]} gave no config and there is no last known good; "
                             "starting from the routing config in the local file")
@@ -213,9 +215,9 @@ def _fill_sections(bootstrap: Bootstrap, record: LkgRecord, warnings: list[str])
     return filled
 
 
-def _try(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool):
+async def _try(cand: Candidate, bootstrap: Bootstrap, *, overlay: bool):
     try:
-        return prepare(cand, bootstrap, overlay=overlay, read_tenants=read_tenants_whole)[0], []
+        return (await asyncio.to_thread(prepare, cand, bootstrap, overlay=overlay, read_tenants=read_tenants_whole))[0], []
     except ConfigError as exc:
         return None, exc.errors
 
