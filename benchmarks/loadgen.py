@@ -38,16 +38,28 @@ def wrk(port: int, requests_file: Path, *, duration: float, connections: int, th
     raise RuntimeError(f"wrk gave no result (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
 
 
-def measure(pid: int, port: int, requests_file: Path, *, duration: float, connections: int, threads: int,
-            cpus: str | None, tls: bool = False) -> dict:
-    """Run wrk once; report throughput, latency and the proxy's CPU per request."""
-    user0, sys0 = cpu_times(pid)
+def measure(pids: int | list[int], port: int, requests_file: Path, *, duration: float, connections: int,
+            threads: int, cpus: str | None, tls: bool = False) -> dict:
+    """Run wrk once; report throughput, latency and the proxy's CPU per request.
+
+    `pids`: every process of the proxy (the router's supervisor and workers): their CPU
+    time is summed, and each one's share of it kept (`cpu_share`: how evenly workers work)."""
+    pids = [pids] if isinstance(pids, int) else list(pids)
+    before = {pid: cpu_times(pid) for pid in pids}
     t0 = time.monotonic()
     res = wrk(port, requests_file, duration=duration, connections=connections, threads=threads, cpus=cpus, tls=tls)
     wall = time.monotonic() - t0
-    user1, sys1 = cpu_times(pid)
-    user, system = user1 - user0, sys1 - sys0
+    spent = {}
+    for pid in pids:
+        try:
+            u, s = cpu_times(pid)
+        except OSError:               # gone meanwhile (a worker killed on purpose)
+            u, s = before[pid]
+        spent[pid] = (u - before[pid][0], s - before[pid][1])
+    user = sum(u for u, _ in spent.values())
+    system = sum(s for _, s in spent.values())
     cpu = user + system
+    pid = pids[0]
     n = res["requests"]
     secs = res["duration_us"] / 1e6
     errors = sum(res["errors"].values())
@@ -72,4 +84,5 @@ def measure(pid: int, port: int, requests_file: Path, *, duration: float, connec
         "cpu_util": cpu / wall if wall else None,
         "rss_mib": rss_mib(pid),
         "peak_rss_mib": peak_rss_mib(pid),
+        "cpu_share": [round((u + s) / cpu, 3) if cpu else None for u, s in spent.values()],
     }

@@ -137,6 +137,17 @@ def peak_rss_mib(pid: int) -> float:
     return status_kib(pid, "VmHWM") / 1024
 
 
+def pss_mib(pid: int) -> float:
+    """Proportional set size: each page shared by n processes counts 1/n in each, so the
+    PSS of a supervisor and its forked workers adds up to the memory they use together
+    (their RSS would count every shared page once per process)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Restart VmHWM from the current RSS (Linux >= 4.0); False when not allowed."""
     try:

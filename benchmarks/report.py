@@ -97,12 +97,94 @@ def bar_checks(doc: dict) -> list[tuple[str, str, str]]:
         checks.append(("full TLS handshakes/s >= 0.8 x HAProxy (connections/s; per server CPU-second)",
                        f"{hs['per_second']:.2f} x; {1 / hs['cpu_us_per_conn']:.2f} x",
                        "met" if min(hs["per_second"], 1 / hs["cpu_us_per_conn"]) >= 0.8 else "NOT met"))
+    checks += workers_checks(sc.get("workers", {}))
     bodies = sc.get("bodies", {}).get("results", {}).get("router")
     if bodies and "upload" in bodies:
         g = bodies["upload"]["rss_growth_mib"]
         checks.append(("1 GiB upload raises router memory < 50 MB", f"+{g:.1f} MiB",
                        "met" if bodies["upload"]["ok"] and g * 1.048576 < 50 else "NOT met"))
     return checks
+
+
+def workers_checks(w: dict) -> list[tuple[str, str, str]]:
+    checks = []
+    scaling = w.get("scaling", {})
+    if "router" in scaling:
+        r = scaling["router"]["rps_2_over_1"]
+        h = scaling.get("haproxy", {}).get("rps_2_over_1")
+        # When HAProxy does not scale either, the load side (wrk and the backend on the
+        # same cores) is what limits: the run cannot show scaling (benchmarks/README.md).
+        bound = h is not None and h < 1.5
+        checks.append(("workers: requests/s grow >= 0.9 x per core added (2 workers / 1; "
+                       f"{w.get('cpus', '?')} cores shared with wrk and the backend)",
+                       f"{r:.2f} x" + (f" (HAProxy nbthread 2 / 1: {h:.2f} x)" if h else ""),
+                       "not measurable here: load-side bound" if bound else "met" if r >= 1.9 else "NOT met"))
+    two = w.get("memory", {}).get("results", {}).get("2 workers", {})
+    if "vs_single_process" in two:
+        checks.append((f"workers: {w['memory']['pins']:,} pins, 2 workers + supervisor PSS <= 1.5 x the single "
+                       "process", f"{two['vs_single_process']:.2f} x", "met" if two["vs_single_process"] <= 1.5 else "NOT met"))
+    kill = w.get("failures", {}).get("kill_9")
+    if kill:
+        # wrk cannot tell which worker a failed request was on: the figure is bounded by
+        # what the killed worker held (tests/process checks the others lose nothing).
+        held = kill.get("victim_connections", 0)
+        checks.append(("workers: kill -9 of a worker fails only what it had in flight (wrk -c32)",
+                       f"{kill['failed']} failed, the killed worker held {held} connections",
+                       "met" if kill["failed"] <= held else "NOT met"))
+    take = w.get("failures", {}).get("takeover")
+    if take:
+        checks.append(("workers: no failed request across a takeover (wrk -c32)",
+                       f"{take['failed']} of {take['requests']:,}", "met" if take["failed"] == 0 else "NOT met"))
+    return checks
+
+
+def workers_lines(w: dict) -> list[str]:
+    if not w or "results" not in w:
+        return [] if not w else ["", f"## Workers: not measured ({w.get('failed') or w.get('skipped')})"]
+    lines = ["", f"## Workers ({w['description']})", "",
+             "| system | req/s | CPU µs/req | user + sys µs | p99 ms | CPU share per process | errors |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for label, r in w["results"].items():
+        m = r["median"]
+        shares = r["rounds"][-1].get("cpu_share") if r["rounds"] else None
+        lines.append(f"| {label} | {m['rps']:,.0f} | {m['cpu_us_per_req']:.1f} | {_f(m.get('user_us_per_req'), '.0f')} + "
+                     f"{_f(m.get('sys_us_per_req'), '.0f')} | {m['p99_ms']:.2f} | "
+                     f"{' / '.join(f'{x:.2f}' for x in shares) if shares and len(shares) > 1 else '–'} | "
+                     f"{m.get('errors', 0):.0f} |")
+    for name, s in w.get("scaling", {}).items():
+        lines.append(f"\n{name}: 2 / 1 = {s['rps_2_over_1']:.2f} x requests/s, {s['cpu_per_req_2_over_1']:.2f} x CPU "
+                     "per request.")
+    bal = w.get("balance")
+    if bal:
+        ka, cp = bal["keep_alive"], bal["connection_per_request"]
+        lines += ["", "Balance over 2 workers accepting on one socket (CPU shares: supervisor, worker 0, worker 1): "
+                  f"keep-alive, {sum(ka['connections_per_worker'])} connections split "
+                  f"{' / '.join(map(str, ka['connections_per_worker']))}, CPU {' / '.join(map(str, ka['cpu_share']))}; "
+                  f"a new connection per request ({cp['rps']:,} req/s), CPU {' / '.join(map(str, cp['cpu_share']))}."]
+    mem = w.get("memory")
+    if mem and mem.get("results"):
+        lines += ["", f"Memory with {mem['pins']:,} pins (PSS from /proc/PID/smaps_rollup, summed over the router's "
+                  f"processes; the single process is {mem['single_process_code']}):", "",
+                  "| router | processes | PSS MiB idle | PSS MiB after load | per process | ÷ single process |",
+                  "|---|---:|---:|---:|---|---:|"]
+        for label, r in mem["results"].items():
+            lines.append(f"| {label} | {r['processes']} | {r['pss_mib_idle']:.0f} | {r['pss_mib_loaded']:.0f} | "
+                         f"{' / '.join(f'{x:.0f}' for x in r['pss_mib_per_process'])} | "
+                         f"{_f(r.get('vs_single_process'), '.2f')} |")
+    fails = w.get("failures")
+    if fails:
+        lines += ["", "| under wrk -c32 | requests | failed | wrk errors | |", "|---|---:|---:|---|---|"]
+        k = fails.get("kill_9")
+        if k:
+            lines.append(f"| kill -9 of one of 2 workers | {k['requests']:,} | {k['failed']} | {k['errors']} | "
+                         f"the killed worker held {k.get('victim_connections', '?')} of the "
+                         f"{k.get('victim_connections', 0) + k.get('other_connections', 0)} connections (what it had "
+                         f"in flight is lost with it); replaced in {_f(k.get('replaced_within_s'), '.3f')} s |")
+        t = fails.get("takeover")
+        if t:
+            lines.append(f"| serve --takeover | {t['requests']:,} | {t['failed']} | {t['errors']} | "
+                         f"old router gone {_f(t.get('old_gone_after_s'), '.1f')} s after the new one started |")
+    return lines
 
 
 def markdown(doc: dict) -> str:
@@ -191,6 +273,7 @@ def markdown(doc: dict) -> str:
                 x = r[phase]
                 lines.append(f"| {phase} | {x['requests']:,} | {x['failed']} | {x['p50']:.2f} | {x['p99']:.2f} | "
                              f"{x['p999']:.2f} | {x['max']:.1f} |")
+    lines += workers_lines(doc["scenarios"].get("workers"))
     lines += profile_lines(doc)
     notes = [n for sc in doc["scenarios"].values() if isinstance(sc, dict) for n in sc.get("notes", [])]
     if notes:

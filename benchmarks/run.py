@@ -28,7 +28,10 @@ from procs import Procs, ToolMissing, machine, require  # noqa: E402
 from scenarios import SCENARIOS, Bench  # noqa: E402
 
 DEFAULT_SCENARIOS = ("header", "subdomain", "jwt", "pins", "bodies", "reload", "tls", "tls-handshake", "syscalls",
-                     "profile")
+                     "profile", "workers")
+# Every core this run may use, before cpu_plan() takes the proxy's core away from the
+# harness (the workers scenario gives all of them to the proxy and the load).
+ALL_CPUS = sorted(os.sched_getaffinity(0))
 
 
 def parse_size(text: str) -> int:
@@ -186,7 +189,7 @@ def main(argv: list[str]) -> int:
         proxy_cpus, load_cpus, pinning = cpu_plan(args)
         doc["settings"]["pinning"] = pinning
         log(f"temp dir {tmp}; {pinning}; load average {doc['loadavg_start']}")
-        bench = Bench(args, tmp, procs, proxy_cpus, load_cpus, log=log)
+        bench = Bench(args, tmp, procs, proxy_cpus, load_cpus, log=log, all_cpus=ALL_CPUS)
         for name in args.scenarios:
             log(f"scenario {name}")
             t0 = time.monotonic()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import ssl
 import statistics
 import subprocess
@@ -50,8 +51,9 @@ class Bench:
     """What every scenario shares: options, temp dir, children, the pinning, the backend."""
 
     def __init__(self, args, tmp: Path, procs: Procs, proxy_cpus: str | None, load_cpus: str | None,
-                 log=print) -> None:
+                 log=print, all_cpus: list[int] | None = None) -> None:
         self.args = args
+        self.all_cpus = all_cpus or sorted(os.sched_getaffinity(0))
         self.tmp = tmp
         self.procs = procs
         self.proxy_cpus = proxy_cpus
@@ -156,7 +158,7 @@ def run_entries(bench: Bench, entries: list[Entry], *, stop_after: bool = True) 
     for r in range(args.rounds):
         order = entries[r % len(entries):] + entries[:r % len(entries)]
         for entry in order:
-            res = measure(entry.running.pid, entry.running.port, entry.requests, duration=args.duration,
+            res = measure(entry.running.pids, entry.running.port, entry.requests, duration=args.duration,
                           connections=args.connections, threads=args.threads, cpus=bench.load_cpus,
                           tls=entry.routing.tls is not None)
             rounds[entry.label].append(res)
@@ -581,6 +583,8 @@ def handshake_round(bench: Bench, entry: Entry, mode: str, duration: float) -> d
             "sys_us_per_conn": system / n * 1e6, "cpu_util": (user + system) / wall if wall else None}
 
 
+from workers import scenario_workers  # noqa: E402 - it uses this module's load loop
+
 SCENARIOS = {
     "header": scenario_header,
     "subdomain": scenario_subdomain,
@@ -592,4 +596,5 @@ SCENARIOS = {
     "profile": scenario_profile,
     "tls": scenario_tls,
     "tls-handshake": scenario_tls_handshake,
+    "workers": scenario_workers,
 }

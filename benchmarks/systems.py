@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,10 +167,16 @@ class Backend:
 class Running:
     name: str
     port: int
-    pid: int                      # the process doing the proxying (nginx: its worker)
+    pid: int                      # the process doing the proxying (nginx: its worker; the router: its first worker)
     proc: subprocess.Popen
     started_s: float = 0.0        # from exec to ready
     extra: dict = field(default_factory=dict)
+    # Every process whose CPU time is the proxy's (the router: supervisor and workers).
+    pids: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.pids:
+            self.pids = [self.pid]
 
 
 class System:
@@ -188,7 +195,17 @@ class System:
 
 
 class RouterSystem(System):
+    """`stamp-router serve`: a supervisor and `workers` worker processes (1 unless a
+    scenario says otherwise, so that "one worker each" holds). `code` runs another
+    checkout of the router package instead of this one (the workers scenario's
+    single-process baseline); None there means the config gets no [process] table."""
+
     name = "router"
+
+    def __init__(self, tmp: Path, workers: int | None = 1, code: Path | None = None) -> None:
+        super().__init__(tmp)
+        self.workers = workers
+        self.code = code
 
     def config(self, routing: Routing, port: int, admin_port: int, tag: str) -> Path:
         sources = {"header": ["header"], "subdomain": ["subdomain"], "jwt": ["jwt"]}[routing.mode]
@@ -198,13 +215,13 @@ class RouterSystem(System):
         lines = [f'tenants_file = "{routing.table.router_json}"', "",
                  "[listen]", "max_connections = 20000", *listen, "",
                  "[admin]", f'listen = "127.0.0.1:{admin_port}"', "access_log = false", "",
-                 # One worker, as HAProxy runs one thread and nginx one worker process.
-                 "[process]", "workers = 1", "",
                  "[routing]", f"sources = {json.dumps(sources)}", 'unpinned = "hash"', 'anonymous = "reject"',
                  'tenant_header = "X-Tenant-ID"', 'stamp_header = "X-Stamp"', f'domains = ["{DOMAIN}"]', "",
                  "[upstream]", "max_idle_per_backend = 128", "",
                  # The watcher and state dir are control-plane work, not data path.
                  "[control]", "watch_file = false", f'state_dir = "{self.tmp / ("state-" + tag)}"', ""]
+        if self.workers is not None:        # 1: one worker, as HAProxy runs one thread and nginx one worker
+            lines += ["[process]", f"workers = {self.workers}", ""]
         if routing.max_body:
             lines += ["[limits]", 'max_body_bytes = "8GiB"', ""]
         if routing.mode == "jwt":
@@ -223,10 +240,13 @@ class RouterSystem(System):
         admin_port = free_port()
         cfg = self.config(routing, port, admin_port, tag)
         exe = ROOT / ".venv" / "bin" / "stamp-router"
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "router"]
+        cmd = [str(exe)] if exe.exists() and self.code is None else [sys.executable, "-m", "router"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.code is not None:
+            env["PYTHONPATH"] = str(self.code)
         t0 = time.monotonic()
-        proc = procs.start(f"router-{tag}", pinned([*cmd, "serve", "-c", str(cfg)], cpus), env=env, cwd=str(ROOT))
+        proc = procs.start(f"router-{tag}", pinned([*cmd, "serve", "-c", str(cfg)], cpus), env=env,
+                           cwd=str(self.code or ROOT))
         deadline = t0 + 120
         while True:
             if proc.poll() is not None:
@@ -241,13 +261,30 @@ class RouterSystem(System):
                 raise RuntimeError(f"router not ready after 120 s:\n{procs.log_tail(f'router-{tag}')}")
             time.sleep(0.1)
         # With taskset in front the Popen pid is taskset's, which then exec()s: same pid.
-        # That is the supervisor; its one worker (forked) is the process that proxies.
-        return Running(self.name, port, only_worker(proc.pid), proc, time.monotonic() - t0,
-                       {"admin_port": admin_port, "config": str(cfg)})
+        workers = worker_pids(admin_port)
+        return Running(self.name, port, workers[0] if workers else proc.pid, proc, time.monotonic() - t0,
+                       {"admin_port": admin_port, "config": str(cfg)}, pids=[proc.pid, *workers])
+
+
+def worker_pids(admin_port: int) -> list[int]:
+    """The router's serving workers, from /readyz ([] for a router without workers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=5) as r:
+            checks = json.loads(r.read())["checks"]
+    except OSError as exc:
+        if not isinstance(exc, urllib.error.HTTPError):
+            raise
+        checks = json.loads(exc.read())["checks"]
+    workers = checks.get("workers", {}).get("workers", [])
+    return [w["pid"] for w in workers if w["state"] == "serving"]
 
 
 class HaproxySystem(System):
     name = "haproxy"
+
+    def __init__(self, tmp: Path, nbthread: int = 1) -> None:
+        super().__init__(tmp)
+        self.nbthread = nbthread
 
     def available(self) -> str | None:
         try:
@@ -300,12 +337,12 @@ class HaproxySystem(System):
         backends = "".join(
             f"backend {stamp}\n    http-response set-header X-Stamp {stamp}\n"
             f"    server s1 {address}\n" for stamp, address in routing.backends.items())
-        text = ("global\n    nbthread 1\n    maxconn 4096\n"
+        text = (f"global\n    nbthread {self.nbthread}\n    maxconn 4096\n"
                 "defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n"
                 "    timeout server 60s\n    timeout http-keep-alive 60s\n    timeout http-request 10s\n"
                 "    option http-keep-alive\n    http-reuse always\n\n"
                 + "".join(fe) + "\n" + backends)
-        path = self.tmp / f"haproxy-{tag}.cfg"
+        path = self.tmp / f"haproxy-{tag}-{self.nbthread}t.cfg"
         path.write_text(text)
         return path
 
