@@ -14,6 +14,7 @@ router.tls.names.host_matches_sni), and X-Forwarded-Proto says https.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ from router.tls.names import covers, host_matches_sni
 if TYPE_CHECKING:
     from router.proxy.server import ProxyServer
     from router.tls.server import ServerTls
+
+log = logging.getLogger("stamp_router.tls")
 
 # How a failed handshake is counted (stamp_router_tls_handshake_failures{reason}).
 _REASONS = {
@@ -58,21 +61,57 @@ def peer_common_name(obj: ssl.SSLObject) -> str | None:
     return str(attrs[0].value) if attrs else None
 
 
+# Connections taken per wakeup of the listener: a burst is accepted in one callback, and
+# the loop still gets back to the connections already open after this many.
+ACCEPT_BATCH = 64
+# After an accept failing for want of a resource (EMFILE: listen.max_connections above
+# the file limit), the listener rests this long instead of being polled in a tight loop.
+ACCEPT_RETRY_DELAY = 0.1
+
+
 async def serve_https(server: ProxyServer, listener: socket.socket) -> None:
-    """Accept on listen.https; each connection's handshake runs in a task of its own.
+    """Accept on listen.https until cancelled; each connection's handshake runs in a task
+    of its own.
 
     Accepting here rather than through create_server(ssl=...) is what lets a connection
     count from accept and its handshake's failure arrive as an exception: uvloop tells
     neither the protocol nor the loop's exception handler of a failed server handshake.
+    The listener has one reader for as long as this runs (loop.sock_accept would add and
+    remove one per connection: two epoll changes each, with a future).
     """
     loop = server.loop
-    while True:
-        sock, addr = await loop.sock_accept(listener)
-        conn = TlsConnection(server, addr)
-        if not server.admit(conn):
-            sock.close()
-            continue
-        server.spawn(conn.handshake(sock, server.tls.server))
+    fd = listener.fileno()
+
+    def on_readable() -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue                       # gone before it was taken
+            except OSError as exc:
+                log.error("https: accept failed (%s); retrying in %.1f s", exc.strerror or exc, ACCEPT_RETRY_DELAY)
+                loop.remove_reader(fd)
+                loop.call_later(ACCEPT_RETRY_DELAY, resume)
+                return
+            sock.setblocking(False)
+            conn = TlsConnection(server, addr)
+            if not server.admit(conn):
+                sock.close()
+                continue
+            server.spawn(conn.handshake(sock, server.tls.server))
+
+    def resume() -> None:
+        if not stopped.done():
+            loop.add_reader(fd, on_readable)
+
+    stopped = loop.create_future()
+    loop.add_reader(fd, on_readable)
+    try:
+        await stopped                          # until cancelled (stop_accepting, drain)
+    finally:
+        loop.remove_reader(fd)
 
 
 class TlsConnection(ClientConnection):
