@@ -564,15 +564,21 @@ def scenario_tls_handshake(bench: Bench) -> dict:
 
 
 def handshake_round(bench: Bench, entry: Entry, mode: str, duration: float) -> dict:
-    pid = entry.running.pid
+    """One handshakes.py run; the CPU is every process of the proxy's (as measure() sums it)."""
+    pids = entry.running.pids
+
+    def cpu() -> tuple[float, float]:
+        times = [cpu_times(pid) for pid in pids]
+        return sum(t[0] for t in times), sum(t[1] for t in times)
+
     cmd = pinned([sys.executable, str(HERE / "handshakes.py"), "--port", str(entry.running.port),
                   "--server-name", entry.routing.tls.server_name, "--mode", mode,
                   "--procs", str(bench.args.handshake_procs), "--duration", f"{duration:g}"], bench.load_cpus)
-    user0, sys0 = cpu_times(pid)
+    user0, sys0 = cpu()
     t0 = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     wall = time.monotonic() - t0
-    user1, sys1 = cpu_times(pid)
+    user1, sys1 = cpu()
     got = next((json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines()
                 if line.startswith("HANDSHAKES_JSON ")), None)
     if got is None:
