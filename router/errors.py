@@ -19,6 +19,9 @@ class ErrorKind(enum.Enum):
     UNAUTHENTICATED = "unauthenticated"
     UNKNOWN_TENANT = "unknown_tenant"
     TENANT_READ_ONLY = "tenant_read_only"
+    # A paused pin: the request is held (router.proxy.hold), and answered with this only
+    # when the hold ends without a release (hold_timeout, or the hold queue full).
+    TENANT_PAUSED = "tenant_paused"
     NO_ROUTE = "no_route"
     BODY_TOO_LARGE = "body_too_large"
     UNKNOWN_HOST = "unknown_host"
@@ -58,6 +61,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.NO_HEALTHY_STAMP: 503,
     ErrorKind.NO_RESIDENCY_STAMP: 503,
     ErrorKind.OVERLOADED: 503,
+    ErrorKind.TENANT_PAUSED: 503,
     ErrorKind.UPSTREAM_TIMEOUT: 504,
 }
 assert set(STATUS) == set(ErrorKind), "every error kind needs a status"

@@ -21,6 +21,8 @@ from prometheus_client.registry import Collector
 # Seconds; spans a fast keep-alive hop to a slow upstream.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 NO_STAMP = "none"   # label for requests refused before a stamp was chosen
+# Seconds a request of a paused tenant was held: a move's pause as its clients see it.
+HOLD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class StampStats:
@@ -59,6 +61,13 @@ class ProxyMetrics(Collector):
         self.overload_entered = 0                 # times a worker went over limits.max_memory
         self.overload_shedding = 0                # 1 while this worker sheds (summed: workers shedding)
         self.resident_memory = 0                  # bytes, this worker's (the memory guard reads it)
+        # Paused tenants (router.proxy.hold): held now, answered 503 by a hold (reason:
+        # full, timeout), dropped because the client went away, and how long each was held.
+        self.held = 0
+        self.hold_refused: dict[str, int] = {}
+        self.hold_dropped = 0
+        self.hold_buckets = [0] * (len(HOLD_BUCKETS) + 1)
+        self.hold_sum = 0.0
         self._config_info = config_info
         if registry is not None:
             registry.register(self)
@@ -87,6 +96,10 @@ class ProxyMetrics(Collector):
         key = (from_stamp, to_stamp)
         self.failovers[key] = self.failovers.get(key, 0) + 1
 
+    def observe_hold(self, seconds: float) -> None:
+        self.hold_buckets[bisect_left(HOLD_BUCKETS, seconds)] += 1
+        self.hold_sum += seconds
+
     def rate_limited(self, stamp: str) -> None:
         self.rate_limits[stamp] = self.rate_limits.get(stamp, 0) + 1
 
@@ -105,6 +118,8 @@ class ProxyMetrics(Collector):
             "sni_fallbacks": self.sni_fallbacks, "overload_shed": self.overload_shed,
             "overload_entered": self.overload_entered, "overload_shedding": self.overload_shedding,
             "resident_memory": self.resident_memory,
+            "held": self.held, "hold_refused": self.hold_refused, "hold_dropped": self.hold_dropped,
+            "hold_buckets": self.hold_buckets, "hold_sum": self.hold_sum,
         }
 
     def add(self, data: dict, gauges: bool = True) -> None:
@@ -119,7 +134,10 @@ class ProxyMetrics(Collector):
             self.upstream_errors[tuple(key)] = self.upstream_errors.get(tuple(key), 0) + n
         for *key, n in data["failovers"]:
             self.failovers[tuple(key)] = self.failovers.get(tuple(key), 0) + n
-        for table in ("rate_limits", "panic_routed", "tls_failures", "sni_fallbacks"):
+        self.hold_buckets = [a + b for a, b in zip(self.hold_buckets, data["hold_buckets"])]
+        self.hold_sum += data["hold_sum"]
+        self.hold_dropped += data["hold_dropped"]
+        for table in ("rate_limits", "panic_routed", "tls_failures", "sni_fallbacks", "hold_refused"):
             mine = getattr(self, table)
             for key, n in data[table].items():
                 mine[key] = mine.get(key, 0) + n
@@ -133,6 +151,7 @@ class ProxyMetrics(Collector):
             self.open_connections += data["open_connections"]
             self.in_flight += data["in_flight"]
             self.overload_shedding += data["overload_shedding"]
+            self.held += data["held"]
 
     def tls_handshake_failed(self, reason: str) -> None:
         self.tls_failures[reason] = self.tls_failures.get(reason, 0) + 1
@@ -203,6 +222,22 @@ class ProxyMetrics(Collector):
                                   "and stopped accepting connections.", value=self.overload_entered)
         yield GaugeMetricFamily("stamp_router_overload_shedding", "Workers over limits.max_memory now: not "
                                 "accepting connections, answering new requests 503.", value=self.overload_shedding)
+        yield GaugeMetricFamily("stamp_router_held_requests", "Requests of paused tenants (being moved) held "
+                                "now, waiting for the pause to end.", value=self.held)
+        yield _counter_by("stamp_router_hold_refused", "Requests of paused tenants answered 503 by the hold: "
+                          "reason=\"full\" (migration.hold_max_requests reached), \"timeout\" (held for "
+                          "migration.hold_timeout).", "reason", self.hold_refused)
+        yield CounterMetricFamily("stamp_router_hold_dropped", "Held requests dropped because their client went "
+                                  "away.", value=self.hold_dropped)
+        acc, buckets = 0, []
+        for bound, n in zip(HOLD_BUCKETS, self.hold_buckets):
+            acc += n
+            buckets.append((repr(bound), acc))
+        buckets.append(("+Inf", acc + self.hold_buckets[-1]))
+        hold = HistogramMetricFamily("stamp_router_hold_seconds", "How long each held request was held, until its "
+                                     "release or its 503.")
+        hold.add_metric([], buckets, self.hold_sum)
+        yield hold
         info = self._config_info()
         if info:
             yield InfoMetricFamily("stamp_router_config", "The config being served.",
@@ -212,6 +247,13 @@ class ProxyMetrics(Collector):
                                     "When the config being served was accepted.", value=info["loaded_at"])
             yield GaugeMetricFamily("stamp_router_config_age_seconds", "Seconds since the config being served was accepted.",
                                     value=max(0.0, time.time() - info["loaded_at"]))
+
+
+def _counter_by(name: str, doc: str, label: str, table: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, n in list(table.items()):
+        family.add_metric([key], n)
+    return family
 
 
 class SummedProxyMetrics(Collector):

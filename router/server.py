@@ -36,7 +36,7 @@ from router.config.schema import Process
 from router.control import ControlPlane, Start, choose_start
 from router.control.candidate import default_state_dir, read_bootstrap
 from router.control.lkg import StateDirInUse
-from router.control.port import PinEdit
+from router.control.port import PinEdit, TenantWork
 from router.core.snapshot import Snapshot, build_snapshot
 from router.health import HealthRegistry
 from router.metrics import SummedProxyMetrics
@@ -56,6 +56,9 @@ log = logging.getLogger("stamp_router")
 # Seconds a /metrics scrape waits for the workers' counters; a worker slower than that
 # is shown with the counters it reported last (at most about a second old).
 COLLECT_TIMEOUT = 1.0
+# Seconds a question about one tenant's work in flight waits for the workers; one that
+# does not answer makes the answer incomplete (a move then keeps waiting), not wrong.
+TENANT_TIMEOUT = 2.0
 
 
 def listening(listen) -> str:
@@ -214,6 +217,16 @@ class Supervisor:
             self.metrics.update(pid, answer["counters"])
         self.health.panic_routed = self.metrics.total().panic_routed
 
+    async def tenant_work(self, tenant: str) -> TenantWork:
+        answers, unanswered = await self.pool.ask_every(Kind.TENANT, TENANT_TIMEOUT, tenant=tenant)
+        stamps: dict[str, tuple[int, int, int]] = {}
+        held = 0
+        for answer in answers:
+            held += answer["held"]
+            for stamp, counts in answer["stamps"].items():
+                stamps[stamp] = tuple(a + b for a, b in zip(stamps.get(stamp, (0, 0, 0)), counts))
+        return TenantWork(stamps, held, unanswered)
+
     # -- what the admin API shows ---------------------------------------------------------
     def config_info(self) -> dict:
         snap = self.state.snapshot
@@ -257,7 +270,7 @@ class Supervisor:
                         "workers will share CPUs", count, cpus)
         admin = Admin(control=self.control, health=self.health, snapshot=self.snapshot, registry=self.registry,
                       readiness=self.readiness, config_info=self.config_info, refresh_counters=self.refresh_counters,
-                      certs=self.tls.info)
+                      certs=self.tls.info, tenant_work=self.tenant_work)
         self._admin_runner = web.AppRunner(build_app(admin), access_log=None, handle_signals=False)
         await self._admin_runner.setup()
         for sock in self.admin_listeners:

@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.admin import writes
+from router.admin import tenants, writes
 from router.admin.common import ADMIN_KEY, Admin, json_response
 from router.core import Facts, decide
 
@@ -76,4 +76,5 @@ def build_app(admin: Admin) -> web.Application:
     app.router.add_get("/route", get_route)
     app.router.add_get("/certs", get_certs)
     writes.install(app)
+    tenants.install(app)
     return app

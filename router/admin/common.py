@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from router.control.plane import ControlPlane
+from router.control.port import TenantWork
 from router.core.snapshot import Snapshot
 from router.health import HealthRegistry
 
@@ -24,6 +25,7 @@ class Admin:
     config_info: Callable[[], dict[str, Any]]
     refresh_counters: Callable[[], Awaitable[None]]     # the workers' counters, now, before a scrape
     certs: Callable[[], dict[str, Any]] = dict          # listen.https certificates (router.tls.runtime)
+    tenant_work: Callable[[str], Awaitable[TenantWork]] | None = None   # in flight, summed over the workers
 
 
 ADMIN_KEY: web.AppKey[Admin] = web.AppKey("admin", Admin)

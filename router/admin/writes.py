@@ -98,7 +98,7 @@ async def _pin_body(request: web.Request) -> tuple[str | None, str | None] | web
     if isinstance(body, dict) and isinstance(body.get("stamp"), str) and set(body) <= {"stamp", "mode"}:
         return body["stamp"], body.get("mode")
     return json_response({"error": 'the body is a stamp name, or {"stamp": "NAME", "mode": "read-write" | '
-                                   '"read-only"}'}, status=422)
+                                   '"read-only" | "paused"}'}, status=422)
 
 
 async def put_tenant(request: web.Request) -> web.Response:

@@ -54,7 +54,7 @@ Size = Annotated[
 ]
 Source = Literal["jwt", "subdomain", "header", "mtls"]
 StampState = Literal["active", "draining", "offline"]
-PinMode = Literal["read-write", "read-only"]
+PinMode = Literal["read-write", "read-only", "paused"]
 
 
 class Section(BaseModel):
@@ -337,6 +337,30 @@ class Control(Section):
         return self
 
 
+def _check_hook_url(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise ValueError(f"a hook URL is http://HOST[:PORT]/PATH or https://..., not {value!r}")
+    return value
+
+
+class Migration(Section):
+    """Moving a tenant between stamps (POST /tenants/{id}/move, stamp-router migrate;
+    docs/operations.md "Moving a tenant")."""
+
+    hook_url: Annotated[str, AfterValidator(_check_hook_url)] | None = Field(None, description="Called once per move, after the tenant's work on the old stamp has drained and before the pin flips: a POST of {\"tenant\", \"from\", \"to\"} that answers 2xx (an empty body or a JSON object without \"ok\": false) once the tenant's data is in place on the new stamp. A redirect, another status or a body that is not JSON fails the move, which rolls back.")
+    hook_command: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1, description="Instead of hook_url: a command (argv, no shell) run with TENANT, FROM_STAMP and TO_STAMP in its environment; exit status 0 means the data is in place.")
+    timeout: Duration = Field(60.0, gt=0, description="Default deadline of a whole move (pause, drain, hook, flip) when the move request names none; past it the move rolls back.")
+    hold_timeout: Duration = Field(10.0, gt=0, description="Longest a request of a paused tenant is held; then it is answered 503 with Retry-After.")
+    hold_max_requests: int = Field(1000, ge=1, le=100000, description="Requests of one paused tenant held at once by this router (shared among its workers); more are answered 503 with Retry-After at once.")
+
+    @model_validator(mode="after")
+    def _one_hook(self) -> "Migration":
+        if self.hook_url and self.hook_command:
+            raise ValueError("hook_url and hook_command are two hooks: set one")
+        return self
+
+
 class Config(Section):
     version: str | None = Field(None, max_length=128, description="Version label shown by GET /config; defaults to the digest's first 12 hex digits.")
     listen: Listen = Field(default_factory=Listen)
@@ -352,6 +376,7 @@ class Config(Section):
     placement: Placement = Field(default_factory=Placement)
     control: Control = Field(default_factory=Control)
     process: Process = Field(default_factory=Process)
+    migration: Migration = Field(default_factory=Migration)
     stamps: list[Stamp] = Field(min_length=1)
     # Pins are validated by router.config.load in one tight loop (a million of them must
     # validate in well under a second); the model keeps the field for the JSON Schema.

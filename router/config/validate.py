@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from itertools import compress, repeat
 from operator import is_, is_not
-from typing import Any
+from typing import Any, get_args
 
 from router.config.addresses import is_host_name
+from router.config.schema import PinMode
 from router.config.units import parse_duration
 from router.core.tenant import all_valid_tenants, is_valid_tenant
 
@@ -23,6 +24,8 @@ _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 # dangling pins would otherwise bury everything else.
 MAX_ERRORS_PER_CLASS = 50
 KEY_SOURCES = ("jwks_url", "jwks_file", "secret_file")
+
+PIN_MODES = get_args(PinMode)
 
 
 def key_path(prefix: str, key: str) -> str:
@@ -267,12 +270,12 @@ def check_pins(table: Any, path: str, stamp_names: dict[str, str],
         if type(value) is str:
             stamp, mode = value, None
         elif type(value) is dict and isinstance(value.get("stamp"), str) and set(value) <= {"stamp", "mode"} \
-                and value.get("mode", "read-write") in ("read-write", "read-only"):
+                and value.get("mode", "read-write") in PIN_MODES:
             stamp, mode = value["stamp"], value.get("mode")
         else:
             bad_shape += 1
             if bad_shape <= MAX_ERRORS_PER_CLASS:
-                errors.append((key_path(path, tenant), "a pin is a stamp name or {stamp = \"NAME\", mode = \"read-write\" | \"read-only\"}"))
+                errors.append((key_path(path, tenant), "a pin is a stamp name or {stamp = \"NAME\", mode = \"read-write\" | \"read-only\" | \"paused\"}"))
             continue
         if not is_valid_tenant(tenant):
             bad_id += 1
@@ -286,14 +289,14 @@ def check_pins(table: Any, path: str, stamp_names: dict[str, str],
                 errors.append((key_path(path, tenant), f"unknown stamp {stamp!r}"))
             continue
         prior = pins.get(tenant)
-        if prior is not None and (prior != name or modes.get(tenant) != (mode if mode == "read-only" else None)):
+        if prior is not None and (prior != name or modes.get(tenant) != (None if mode in (None, "read-write") else mode)):
             conflicts += 1
             if conflicts <= MAX_ERRORS_PER_CLASS:
                 where = origin.get("path", "another table") if origin else "another table"
                 errors.append((key_path(path, tenant), f"conflicts with the pin in {where} (stamp {prior!r})"))
             continue
         pins[tenant] = name
-        if mode == "read-only":
+        if mode is not None and mode != "read-write":
             modes[tenant] = mode
     for count, what in ((bad_shape, "malformed pins"), (bad_id, "invalid tenant ids"),
                         (bad_stamp, "pins to unknown stamps"), (conflicts, "conflicting pins")):

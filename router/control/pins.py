@@ -73,7 +73,7 @@ def check_op(valid: ValidConfig, op: dict[str, Any]) -> None:
                 continue
             _check_pin(tenant, "delete", None, None, names, errors)     # the id, at least
             errors.append((key_path("tenants", tenant), 'a pin is a stamp name, {"stamp": "NAME", "mode": '
-                                                        '"read-write" | "read-only"}, or null to remove it'))
+                                                        '"read-write" | "read-only" | "paused"}, or null to remove it'))
         if len(errors) > MAX_BATCH_ERRORS:
             errors[MAX_BATCH_ERRORS:] = [("tenants", f"... and {len(errors) - MAX_BATCH_ERRORS} more errors")]
     elif op.get("op") in ("put", "delete"):

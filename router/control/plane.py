@@ -26,6 +26,7 @@ from router.config import ConfigError, format_of
 from router.config.validate import _loopback_host
 from router.control.candidate import Bootstrap, Candidate, bootstrap_from, file_candidate, sniff_format
 from router.control.metrics import ControlMetrics
+from router.control.moves import Moves
 from router.control.foreground import Foreground
 from router.control.lkg import StateDirInUse
 from router.control.port import DataPath
@@ -76,6 +77,7 @@ class ControlPlane:
                                    registry)
             if start.etcd_revision is not None:
                 self.etcd.started_at(start.etcd_revision, served=start.last.ok and not start.origin.lkg)
+        self.moves = Moves(self.reloader, data_path, registry, self.spawn, pins_elsewhere=self.etcd is not None)
         self.watcher = None
         if control.watch_file:
             # The watcher goes back to watching once the change is served, not once it is
@@ -125,6 +127,7 @@ class ControlPlane:
         return warning
 
     async def close(self) -> None:
+        await self.moves.close()              # a move ends completed or rolled back, never half way
         await self.reloader.persisted()       # an accepted config is not lost to a shutdown
         for task in list(self._tasks):
             task.cancel()
@@ -247,6 +250,10 @@ class ControlPlane:
     async def edit_pin(self, op: dict[str, Any], *, force: bool = False) -> ReloadResult:
         """A pin push: into etcd when it is the source (every router follows it), else
         into this router's table."""
+        moving = [t for t in changes_as_pins(op) if self.moves.is_moving(t)]
+        if moving:
+            return ReloadResult(CONFLICT, "pin", errors=[(f"tenants.{moving[0]}", f"tenant {moving[0]!r} is being "
+                                                          "moved: its pin changes when the move ends; nothing changed")])
         if self.etcd is None:
             return await self.reloader.edit_pin(op, force=force)
         try:

@@ -27,6 +27,31 @@ class PinEdit:
     label: str | None = None      # the version it makes, when the source names it (etcd)
 
 
+@dataclass(frozen=True)
+class TenantWork:
+    """One tenant's work in flight in the whole router (every worker summed)."""
+
+    stamps: dict[str, tuple[int, int, int]]   # stamp -> (requests, writes, WebSocket tunnels)
+    held: int                                 # requests held by a paused pin
+    unanswered: int = 0                       # workers that did not answer: the sums are not the router's
+
+    def busy(self, writes_only: bool = False) -> bool:
+        """Whether anything (or any write) of the tenant may still be running on a stamp:
+        unknown counts as yes. A tunnel counts as a write: it carries anything."""
+        if self.unanswered:
+            return True
+        return any((writes if writes_only else requests) or tunnels
+                   for requests, writes, tunnels in self.stamps.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"in_flight": {stamp: {"requests": r, "writes": w, "tunnels": t}
+                                             for stamp, (r, w, t) in sorted(self.stamps.items())},
+                               "held": self.held}
+        if self.unanswered:
+            out["workers_unanswered"] = self.unanswered
+        return out
+
+
 class DataPath(Protocol):
     def snapshot(self) -> Snapshot:
         """The snapshot being served."""
@@ -35,3 +60,6 @@ class DataPath(Protocol):
         """Serve `valid` (made from the served config by `edit`, when given). Returns once
         every process of the data path serves it; ConfigError and nothing changed if it
         cannot be served."""
+
+    async def tenant_work(self, tenant: str) -> TenantWork:
+        """The tenant's work in flight, summed over every process of the data path."""

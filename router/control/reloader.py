@@ -119,6 +119,9 @@ class Reloader:
         # The last write failure, logged once: every further one only counts in the metric
         # until a write succeeds (a read-only state_dir would log a line per change).
         self.persist_error: str | None = None
+        # Set while no tenant move runs: a full candidate waits for it (router.control.moves).
+        self._no_moves = asyncio.Event()
+        self._no_moves.set()
 
     @property
     def current(self) -> ValidConfig:
@@ -138,8 +141,22 @@ class Reloader:
     def release(self) -> None:
         self._lock.release()
 
+    @property
+    def busy(self) -> bool:
+        """A change is being checked or applied now."""
+        return self._lock.locked()
+
+    def moves_running(self, count: int) -> None:
+        if count:
+            self._no_moves.clear()
+        else:
+            self._no_moves.set()
+
     # -- full candidates ---------------------------------------------------------------
     async def submit(self, cand: Candidate, *, overlay: bool, wait_persisted: bool = True) -> ReloadResult:
+        # A candidate knows nothing of a move's paused pin: it waits for the move to end
+        # (each move is bounded by its deadlines) rather than release it half way.
+        await self._no_moves.wait()
         async with self._lock:
             with busy_worker(), self.foreground.validating():
                 result = await self._submit(cand, overlay, supersedable=not wait_persisted)

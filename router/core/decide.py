@@ -7,7 +7,7 @@ output is a `Decision`. No I/O, no clock, no mutation: the proxy, `/route` and
 
 from __future__ import annotations
 
-from router.core.decision import DEFAULT, FAILOVER, GEO, HASH, PINNED, Decision, forward
+from router.core.decision import DEFAULT, FAILOVER, GEO, HASH, PAUSED, PINNED, Decision, forward
 from router.core.hashing import hrw_score, key_hash
 from router.core.health_view import HealthView
 from router.core.snapshot import Snapshot
@@ -50,12 +50,22 @@ def decide(facts: RequestFacts, snap: Snapshot, health: HealthView, now: float,
         if name is not None:
             reason = PINNED
             mode = snap.modes.get(tenant)
-            if mode is not None and facts.method not in SAFE_METHODS:
-                if steps is not None:
-                    steps.append(f"{PINNED}: stamp {name!r}, read-only: {facts.method} refused")
-                return Decision(tenant, source, None, PINNED, error=ErrorKind.TENANT_READ_ONLY, mode=mode,
-                                message=f"tenant {tenant!r} is read-only; {facts.method} is refused",
-                                considered=tuple(steps or ()))
+            if mode is not None:
+                if mode == PAUSED:
+                    # A hold, not a refusal: the proxy parks the request until the pause
+                    # ends and decides it again on the pin current then.
+                    if steps is not None:
+                        steps.append(f"{PINNED}: stamp {name!r}, paused: held until the pause ends")
+                    return Decision(tenant, source, None, PINNED, error=ErrorKind.TENANT_PAUSED, mode=mode,
+                                    message=f"tenant {tenant!r} is paused (being moved); try again shortly",
+                                    retry_after=snap.retry_after,
+                                    considered=tuple(steps or ()))
+                if facts.method not in SAFE_METHODS:
+                    if steps is not None:
+                        steps.append(f"{PINNED}: stamp {name!r}, read-only: {facts.method} refused")
+                    return Decision(tenant, source, None, PINNED, error=ErrorKind.TENANT_READ_ONLY, mode=mode,
+                                    message=f"tenant {tenant!r} is read-only; {facts.method} is refused",
+                                    considered=tuple(steps or ()))
         elif snap.unpinned == "hash":
             reason = HASH
             if snap.residency is not None:

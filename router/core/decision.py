@@ -8,6 +8,9 @@ from router.errors import STATUS, ErrorKind
 
 PINNED, HASH, GEO, DEFAULT, FAILOVER = "pinned", "hash", "geo", "default", "failover"
 
+# Pin modes other than the default read-write (config `mode`, the snapshot's `modes`).
+READ_ONLY, PAUSED = "read-only", "paused"
+
 
 # A NamedTuple rather than a frozen dataclass: one is built per request, and a frozen
 # dataclass pays object.__setattr__ per field (measured ~4x slower to construct).
@@ -21,7 +24,7 @@ class Decision(NamedTuple):
     message: str = ""
     placed: str | None = None         # the stamp placement chose, when a failover moved it
     placed_by: str | None = None      # how `placed` was chosen (pinned | hash | geo | default)
-    mode: str | None = None           # "read-only" for a read-only pin
+    mode: str | None = None           # the pin's mode when not read-write: read-only | paused
     considered: tuple[str, ...] = ()  # the steps taken, filled when explain=True
     retry_after: int | None = None
     www_authenticate: str | None = None
@@ -29,6 +32,12 @@ class Decision(NamedTuple):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def held(self) -> bool:
+        """The outcome is a hold: the tenant's pin is paused, so the request waits for the
+        pause to end (and is decided again then) rather than being answered now."""
+        return self.error is ErrorKind.TENANT_PAUSED
 
     @property
     def status(self) -> int | None:
@@ -44,6 +53,8 @@ class Decision(NamedTuple):
             out["placed_by"] = self.placed_by
         if self.mode is not None:
             out["mode"] = self.mode
+        if self.held:
+            out["outcome"] = "hold"
         if self.error is not None:
             out["error"] = self.error.value
             out["status"] = STATUS[self.error]

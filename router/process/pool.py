@@ -232,6 +232,15 @@ class WorkerPool:
             out[proc.pid] = answer
         return out
 
+    async def ask_every(self, kind: Kind, timeout: float, **body: Any) -> tuple[list[Message], int]:
+        """Ask every worker alive, of any generation (one draining still has requests in
+        flight), and kill none: (answers, how many did not answer)."""
+        procs = [p for p in self.procs if not p.channel.closed]
+        answers = await asyncio.gather(*(p.channel.request(kind, timeout, **body) for p in procs),
+                                       return_exceptions=True)
+        got = [a for a in answers if not isinstance(a, BaseException)]
+        return got, len(answers) - len(got)
+
     async def stop(self, timeout: float) -> None:
         """Drain every worker; kill what is left after `timeout`."""
         self.stopping = True

@@ -204,6 +204,9 @@ class Worker:
                     limiter.shares.pop(tenant, None)
         elif kind is Kind.COLLECT:
             self.channel.answer(msg, counters=self.metrics.export(self.health))
+        elif kind is Kind.TENANT:
+            tenant = msg["tenant"]
+            self.channel.answer(msg, stamps=self.proxy.tenant_load.of(tenant), held=self.proxy.holds.of(tenant))
         elif kind is Kind.DRAIN:
             self.stopping.set()
         elif kind is Kind.CERTS:

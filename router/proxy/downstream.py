@@ -128,6 +128,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
         self.server.release(self)
         if self.tunnel is not None:
+            self.server.tenant_load.tunnel_closed(self.tunnel)
             self.tunnel.close()
             self.tunnel = None
         while self.queue:

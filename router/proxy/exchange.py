@@ -279,6 +279,9 @@ class Exchange:
     def start(self) -> None:
         """The head is complete and this is the connection's current exchange."""
         server = self.server
+        # Decided on the snapshot current now, not the one of the head's first byte: a
+        # paused pin must hold every request decided after it is served (router.proxy.hold).
+        self.snap, self.settings = server.state.current
         snap = self.snap
         self.answer_id()
         if server.shedding:
@@ -291,6 +294,9 @@ class Exchange:
         d = decide(self, snap, server.state.health, _time() if snap.jwt_in_sources else 0.0)
         self.decision = d
         if d.error is not None:
+            if d.error is ErrorKind.TENANT_PAUSED:
+                server.holds.hold(self)          # started again when the pause ends
+                return
             extra = ()
             if d.www_authenticate:
                 extra = ((b"WWW-Authenticate", d.www_authenticate.encode()),)
@@ -298,6 +304,8 @@ class Exchange:
                 extra = ((b"Retry-After", b"%d" % d.retry_after),)
             self.refuse(d.error, d.message, extra)
             return
+        if d.tenant is not None:
+            server.tenant_load.started(d.tenant, d.stamp, self.method_b)
         limiter = server.tenant_rate
         if limiter is not None and d.tenant is not None:
             wait = limiter.take(d.tenant, server.loop.time())
@@ -571,6 +579,8 @@ class Exchange:
         self.upstream = None
         self.up_deadline = INF
         self.flush()
+        if self.decision.tenant is not None:
+            self.server.tenant_load.tunnel_opened(conn, self.decision.tenant, self.decision.stamp)
         self.conn.open_tunnel(conn, rest)
         self.finish(101)
 
@@ -659,7 +669,11 @@ class Exchange:
         self.finish(STATUS[kind])
 
     def _drop_upstream(self) -> None:
-        """Let go of the upstream side mid-request: close it, or stop connecting."""
+        """Let go of the upstream side mid-request: close it, or stop connecting (or
+        leave the hold queue)."""
+        d = self.decision
+        if d is not None and d.error is ErrorKind.TENANT_PAUSED:
+            self.server.holds.drop(self)
         conn = self.upstream
         if conn is not None:
             self._detach(conn, False)
@@ -695,6 +709,8 @@ class Exchange:
         if self.retried:
             server.retry_ended()
         d = self.decision
+        if d is not None and d.error is None and d.tenant is not None:
+            server.tenant_load.ended(d.tenant, d.stamp, self.method_b)
         elapsed = _perf_counter() - self.t0
         metrics = server.metrics
         stats = metrics.stamps.get(d.stamp) if d is not None else None

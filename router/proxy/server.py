@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Coroutine
 
 from router.metrics import ProxyMetrics
 from router.proxy.access_log import AccessLog
 from router.proxy.downstream import ClientConnection, ProxiedConnection
 from router.proxy.overload import MemoryGuard
+from router.proxy.hold import HoldQueues
+from router.proxy.tenant_load import TenantLoad
 from router.proxy.tenant_rate import tenant_rate_for
 from router.proxy.tls import RedirectConnection, serve_https
 from router.proxy.upstream import Pools
@@ -50,7 +53,10 @@ class ProxyServer:
         self._sweeper: asyncio.Task | None = None
         self._accepting: tuple = ()      # what serve() accepts on, to stop and resume (overload)
         self.guard = MemoryGuard(self)   # limits.max_memory
+        self.tenant_load = TenantLoad()
+        self.holds = HoldQueues(self.loop, metrics, workers, time.monotonic)
         state.on_swap(self._adopt)
+        state.on_swap(self.holds.on_swap)
 
     # -- shared helpers used by connections --------------------------------------------
     def next_request_id(self) -> bytes:

@@ -16,7 +16,7 @@ WHERE = {
     schema.Limits: "`[limits]`", schema.Upstream: "`[upstream]`", schema.Outlier: "`[outlier]`",
     schema.Retry: "`[retry]`", schema.Placement: "`[placement]`", schema.Control: "`[control]`", schema.Process: "`[process]`", schema.Stamp: "`[[stamps]]`",
     schema.HealthCheck: "`stamps[].health`", schema.StampTls: "`stamps[].tls`", schema.Certificate: "`[listen]`", schema.Pin: "Pins: `[tenants]` and `tenants_file`",
-    schema.Etcd: "`[control.etcd]`",
+    schema.Etcd: "`[control.etcd]`", schema.Migration: "`[migration]`",
 }
 TOP_LEVEL = {"version", "tenants_file"}      # the other top-level keys are sections
 
@@ -31,7 +31,7 @@ def test_every_key_is_documented_in_its_section(model):
 def test_top_level_keys_are_documented():
     assert set(schema.Config.model_fields) - TOP_LEVEL == {
         "listen", "admin", "routing", "jwt", "geo", "timeouts", "limits", "upstream", "outlier",
-        "retry", "placement", "control", "process", "stamps", "tenants"}, "a new section needs its own part of docs/config.md"
+        "retry", "placement", "control", "process", "migration", "stamps", "tenants"}, "a new section needs its own part of docs/config.md"
     for name in TOP_LEVEL:
         assert f"`{name}`" in SECTIONS["Top level"], name
 

@@ -12,6 +12,7 @@ PINS = """
 acme = "eu-1"
 globex = "us-2"
 initech = { stamp = "eu-2", mode = "read-only" }
+umbrella = { stamp = "eu-1", mode = "paused" }
 """
 SNAP = snapshot(extra=PINS)
 
@@ -87,6 +88,27 @@ def test_read_only_pin_refuses_unsafe_methods_with_403(method):
     assert d.error is ErrorKind.TENANT_READ_ONLY and d.status == 403
     assert d.stamp is None and d.mode == "read-only"
     assert method in d.message
+
+
+# Paused pins: a hold, decided as a value
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_paused_pin_holds_every_method(method):
+    d = routed(method=method, tenant_header="umbrella")
+    assert d.held and d.error is ErrorKind.TENANT_PAUSED and d.status == 503
+    assert (d.tenant, d.stamp, d.mode, d.reason) == ("umbrella", None, "paused", PINNED)
+    assert d.retry_after == SNAP.retry_after      # what the hold answers if it ends without a release
+
+
+def test_a_hold_explains_itself():
+    out = decide(Facts(tenant_header="umbrella"), SNAP, ALL_HEALTHY, NOW, explain=True).as_dict()
+    assert out["outcome"] == "hold" and out["error"] == "tenant_paused"
+    assert out["considered"][-1] == "pinned: stamp 'eu-1', paused: held until the pause ends"
+
+
+def test_only_a_paused_pin_is_a_hold():
+    assert not routed(method="POST", tenant_header="initech").held
+    assert not routed(tenant_header="acme").held
 
 
 def test_read_write_pin_takes_any_method():
