@@ -11,7 +11,9 @@ Self-contained: starts an etcd (Debian's etcd-server) and loopback backends, the
     load         `--pins` pins: `stamp-router etcd import` of a config with a tenants_file
                  (time, transactions); then a router started on etcd and one started on
                  the same config as a file: time from spawn to /readyz 200, and the RSS
-                 of the supervisor and its worker once ready.
+                 of the supervisor and its worker once ready; then the etcd router
+                 started again with its last known good: time to /readyz 200 (serving
+                 the LKG) and to serving etcd's content, read in the background.
 
     python benchmarks/etcd_fleet.py [--rounds 200] [--pins 1000000] [--skip-load] [--json]
 
@@ -215,7 +217,27 @@ def initial_load(etcd: EtcdServer, work: Path, backends: list[int], pins: int) -
             out[f"start_from_{kind}"] = {"ready_s": round(seconds, 2), **router.rss()}
         finally:
             router.stop()
+        if kind == "etcd":
+            out["restart_from_etcd_with_lkg"] = restart_with_lkg(rd, config, port, admin, pins)
     return out
+
+
+def restart_with_lkg(directory: Path, config: Path, port: int, admin: int, pins: int) -> dict:
+    """The same router started again, its last known good in its state directory: ready
+    (serving the LKG) and, later, serving etcd's content read in the background."""
+    router = Router(directory, config, port, admin)
+    try:
+        ready = router.wait_ready()
+        info = json.loads(admin_get(admin, "/config")[1])
+        assert info["pins"] == pins and info["lkg"] is True, info
+
+        def synced() -> bool:
+            now = json.loads(admin_get(admin, "/config")[1])
+            return now["lkg"] is False and now["etcd"]["state"] == "synced"
+        wait_for(synced, 600, "etcd's content served after the restart")
+        return {"ready_s": round(ready, 2), "etcd_served_s": round(time.monotonic() - router.started, 2), **router.rss()}
+    finally:
+        router.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
