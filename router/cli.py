@@ -1,4 +1,4 @@
-"""The command line: `stamp-router serve | check | route | demo | dns | etcd | schema`."""
+"""The command line: `stamp-router serve | check | route | demo | dns | etcd | migrate | schema`."""
 
 from __future__ import annotations
 
@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from router.etcd.cli import add_parser as add_etcd
     add_etcd(sub)
+    from router.migrate import add_parser as add_migrate
+    add_migrate(sub)
 
     p = sub.add_parser("schema", help="print the config's JSON Schema")
     p.set_defaults(func=cmd_schema)

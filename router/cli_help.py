@@ -34,6 +34,12 @@ DESCRIPTIONS = {
                 "Exit 0 ok, 1 error, 2 plan refused.",
     "dns check": "Validate a DNS updater config offline (no registry, no DNS server is contacted): "
                  "exit 0, or 1 with every error and its field path.",
+    "migrate": "Move a tenant to another stamp across every router that serves it, through their admin "
+               "APIs: pause it everywhere, wait until no router has anything of it in flight, run the hook "
+               "once, flip the pin everywhere, release. A router that does not answer before the flip rolls "
+               "the move back everywhere; after the flip began, the flip is retried until every router took "
+               "it. Exit 0 completed, 1 rolled back or refused, 2 failed (the JSON on stdout says which "
+               "routers hold what). Guarantee and limits: docs/operations.md.",
     "schema": "Print the router config's JSON Schema (what config/schema.json holds).",
 }
 

@@ -1,0 +1,95 @@
+"""`stamp-router migrate` across three routers (real processes), under load."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.moves.support import TOKEN, Traffic, router_doc, tenant_info
+from tests.moves.test_move import assert_no_split, wait_for_traffic
+from tests.support.router_proc import RouterProcess
+from tests.support.servers import wait_until
+
+
+@pytest.fixture
+def fleet(tmp_path, stamps):
+    routers = []
+    for i in range(3):
+        home = tmp_path / f"r{i}"
+        home.mkdir()
+        doc = router_doc(stamps, home, timeouts={"drain": 1.0})
+        del doc["migration"]["hook_url"]          # the hook is migrate's to call, once
+        routers.append(RouterProcess(home, doc))
+    for r in routers:
+        r.start()
+    yield routers
+    for r in routers:
+        r.stop()
+
+
+def migrate(routers, stamps, *extra, timeout="20s"):
+    token_file = routers[0].tmp_path / "token"
+    return subprocess.Popen(
+        [sys.executable, "-m", "router", "migrate", "acme", "--to", "new", "--timeout", timeout,
+         "--token-file", str(token_file), "--hook-url", stamps.hook_url,
+         "--routers", *[f"http://127.0.0.1:{r.admin_port}" for r in routers], *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_a_fleet_move_under_load_fails_nothing_and_splits_no_write(fleet, stamps):
+    stamps.hook.delay = 0.3
+    loads = [Traffic(r.port, "acme", clients=2, max_requests=2000) for r in fleet]
+    for load in loads:
+        load.__enter__()
+    try:
+        wait_for_traffic(loads[0], stamps, "old", at_least=30)
+        proc = migrate(fleet, stamps)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+        wait_for_traffic(loads[0], stamps, "new", at_least=30)
+    finally:
+        for load in loads:
+            load.stop()
+    body = json.loads(out)
+    assert body["outcome"] == "completed" and len(body["routers"]["flipped"]) == 3
+    assert [load.failed() for load in loads] == [[], [], []]
+    assert_no_split(stamps, "acme")
+    assert len(stamps.hook.calls) == 1                         # the hook ran once for the fleet
+    assert {tenant_info(r, "acme")["pin"]["stamp"] for r in fleet} == {"new"}
+
+
+def test_a_router_killed_mid_move_ends_rolled_back_never_split(fleet, stamps):
+    stamps.hook.delay = 1.0
+    victim = fleet[2]
+    loads = [Traffic(r.port, "acme", clients=2, max_requests=2000) for r in fleet[:2]]
+    for load in loads:
+        load.__enter__()
+    try:
+        wait_for_traffic(loads[0], stamps, "old", at_least=30)
+        proc = migrate(fleet, stamps)
+        # Killed while the hook runs: after the pause, before the flip.
+        wait_until(lambda: stamps.hook.calls, 20, message="the hook to be called")
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait(10)
+        restarted = threading.Thread(target=lambda: victim.start(timeout=30))
+        restarted.start()          # it comes back from its last known good: the paused pin
+        out, err = proc.communicate(timeout=90)
+        restarted.join(60)
+    finally:
+        for load in loads:
+            load.stop()
+    body = json.loads(out)
+    assert proc.returncode == 1 and body["outcome"] == "rolled_back", err.decode()
+    assert body["routers"]["flipped"] == []
+    assert "no longer holds the paused pin" in body["error"] or "ClientConnectorError" in body["error"] \
+        or "answered" in body["error"], body["error"]
+    # Every router, the one killed included, is back on the old pin; nothing reached the new stamp.
+    assert [tenant_info(r, "acme")["pin"] for r in fleet] == [{"stamp": "old", "mode": "read-write"}] * 3
+    assert [a for a in stamps.arrivals if a.stamp == "new"] == []
+    assert [load.failed() for load in loads] == [[], []]
