@@ -174,7 +174,7 @@ class Geo(Section):
 class Timeouts(Section):
     connect: Duration = Field(2.0, description="Upstream TCP connect.")
     request_header: Duration = Field(10.0, description="Time a client has to send a complete request head.")
-    upstream: Duration = Field(30.0, description="Time from sending a request to the upstream's response head, and between body reads.")
+    upstream: Duration = Field(30.0, description="Time an exchange may go without progress: from the end of the request (or its last body bytes) to the response head, and between reads of the response body. Past it, the side it was waiting for is cut off: a backend gets 504 and a failure; a client that stopped sending its body gets 408, one that stopped reading its response is disconnected, and neither is counted against the backend.")
     idle: Duration = Field(60.0, description="Keep-alive idle time of a client connection.")
     drain: Duration = Field(30.0, description="On SIGTERM, how long in-flight requests may take to finish.")
     tls_handshake: Duration = Field(10.0, gt=0, description="Time a client has to complete the TLS handshake on listen.https; "
@@ -184,7 +184,7 @@ class Timeouts(Section):
 
 
 class Limits(Section):
-    max_header_bytes: Size = Field(65536, description="Largest request head; larger is 431.")
+    max_header_bytes: Size = Field(65536, description="Largest request head; larger is 431. A backend's response head larger than this is 502.")
     max_body_bytes: Size = Field(100 * 1024**2, description="Largest request body; larger is 413.")
     tenant_rate: float = Field(0.0, ge=0, allow_inf_nan=False, description="Requests per second each tenant may send through this router process, after its burst; more is 429 with Retry-After. 0: no limit.")
     tenant_burst: int | None = Field(None, ge=1, description="Requests a tenant may send at once on top of tenant_rate (the bucket size). Default: one second's worth, at least 1.")

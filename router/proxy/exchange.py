@@ -78,6 +78,7 @@ class Exchange:
     replay_bytes = body_in = 0
     retried = False
     # rare: response
+    resp_head_bytes = 0       # of a response head not complete after its first read
     until_close = False       # body ends when the backend closes (RFC 9112 6.3 rule 8)
     fail_kind = "reset"       # how the upstream connection failed, for metrics and the answer
     fail_message: str | None = None
@@ -267,6 +268,8 @@ class Exchange:
         up = self.upstream
         if up is not None:
             up.transport.write(data)
+            # The request is still on its way: the backend's time to answer runs from its end.
+            self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
         elif not self.finished:
             if self.pending is None:
                 self.pending = []
@@ -498,6 +501,14 @@ class Exchange:
         if self.bytes_out != self.read_sent or self.resp_started is not self.read_started:
             self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
 
+    def head_spans_reads(self, conn: UpstreamConnection, n: int) -> None:
+        """A read ended and the response head is not complete (rare): what httptools holds
+        of it is bounded like a request's, by limits.max_header_bytes (plus the read
+        that passed it)."""
+        self.resp_head_bytes += n
+        if self.resp_head_bytes > self.settings.max_header_bytes:
+            self.upstream_failed(conn, "protocol", "the backend's response head exceeds limits.max_header_bytes")
+
     def interim_response(self, status: int, lines: list[bytes] | None) -> None:
         """A 1xx before the final response: relayed to HTTP/1.1 clients, then forgotten."""
         if not self.http10 and not self.finished:
@@ -635,11 +646,26 @@ class Exchange:
         self.pending_bytes = self.replay_bytes
 
     def upstream_timed_out(self) -> None:
+        """Nothing moved for timeouts.upstream. The one the exchange was waiting for is at
+        fault: a client that stopped sending its body, or reads nothing of its response,
+        is cut off without blaming the backend (a few slow clients must not eject it)."""
         conn = self.upstream
         if conn is None:
             return
+        flow = self.conn.flow
+        if self.resp_started:
+            client_stalled = flow.write_paused
+        else:
+            client_stalled = not self.req_done and not flow.reasons & Pause.PEER_FULL
         backend = conn.pool.address
         self._detach(conn, False)
+        if client_stalled:
+            if self.resp_started:
+                self.close_after = True
+                self.finish(self.status, aborted=True)
+            else:
+                self.refuse(ErrorKind.REQUEST_TIMEOUT, "the request body stopped arriving for timeouts.upstream")
+            return
         self.server.metrics.upstream_error(self.decision.stamp, backend, "timeout")
         self.server.state.health.report(backend, False, "timeout")
         if not self.resp_started:

@@ -92,6 +92,8 @@ class UpstreamConnection(asyncio.Protocol):
             ex.upstream_failed(self, "protocol", f"invalid response from backend: {exc}")
         else:
             ex.read_ends()
+            if not ex.resp_started and self.exchange is ex:
+                ex.head_spans_reads(self, len(data))
         if self.reset_parser:
             self.reset_parser = False
             self.parser = HttpResponseParser(self)
