@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 
+IP_BIND_ADDRESS_NO_PORT = 24      # linux/in.h
 HEAD = b"GET / HTTP/1.1\r\nHost: x\r\nX-Tenant-ID: acme\r\nX-Slow: "
 
 
@@ -73,11 +74,27 @@ def _summary(socks: dict[socket.socket, dict]) -> dict:
             "last_closed_after": max(closed) if closed else None}
 
 
+def _until_all_closed(socks: dict[socket.socket, dict], started: float, seconds: float, every: float,
+                      step=None) -> dict:
+    """Watch the connections until the router closed them all or `seconds` passed;
+    `step` (if any) runs before each look."""
+    while time.monotonic() - started < seconds:
+        if step is not None:
+            step()
+        _watch(socks, started)
+        if all(f.get("closed_after") is not None for f in socks.values()):
+            break
+        time.sleep(every)
+    return _summary(socks)
+
+
 def slowloris(port: int, count: int, seconds: float) -> dict:
     started = time.monotonic()
     socks = {sock: {} for sock in _open(port, count)}
     sent = 0
-    while time.monotonic() - started < seconds:
+
+    def one_more_byte() -> None:
+        nonlocal sent
         for sock, fate in socks.items():
             if fate.get("closed_after") is None:
                 try:
@@ -85,11 +102,8 @@ def slowloris(port: int, count: int, seconds: float) -> dict:
                 except OSError:
                     pass
         sent += 1
-        _watch(socks, started)
-        if all(f.get("closed_after") is not None for f in socks.values()):
-            break
-        time.sleep(0.2)
-    return _summary(socks)
+
+    return _until_all_closed(socks, started, seconds, 0.2, one_more_byte)
 
 
 def slowbody(port: int, count: int, seconds: float) -> dict:
@@ -97,12 +111,7 @@ def slowbody(port: int, count: int, seconds: float) -> dict:
     socks = {sock: {} for sock in _open(port, count)}
     for sock in socks:
         sock.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nX-Tenant-ID: acme\r\nContent-Length: 1000\r\n\r\n" + b"b" * 10)
-    while time.monotonic() - started < seconds:
-        _watch(socks, started)
-        if all(f.get("closed_after") is not None for f in socks.values()):
-            break
-        time.sleep(0.1)
-    return _summary(socks)
+    return _until_all_closed(socks, started, seconds, 0.1)
 
 
 def noread(port: int, count: int, seconds: float) -> dict:
@@ -120,9 +129,14 @@ def connect(port: int, count: int, seconds: float) -> dict:
     _raise_fd_limit(count)
     started = time.monotonic()
     socks = []
-    for _ in range(count):
+    for n in range(count):
         sock = socket.socket()
         sock.setblocking(False)
+        # From 250 source addresses: one source has too few ephemeral ports for 20,000
+        # connections and their TIME_WAIT leftovers (IP_BIND_ADDRESS_NO_PORT: the port is
+        # picked at connect, for the whole 4-tuple).
+        sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((f"127.0.{1 + n % 250}.{1 + n // 250 % 250}", 0))
         sock.connect_ex(("127.0.0.1", port))
         socks.append(sock)
     opened = round(time.monotonic() - started, 2)

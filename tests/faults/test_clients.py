@@ -126,28 +126,27 @@ def peak_rss_during(proc: RouterProcess, attacker: subprocess.Popen) -> int:
     return peak
 
 
-def test_slowloris_heads_get_408_at_the_header_deadline(bench):
-    proc, backend = bench
+def cut_off_under_attack(proc, mode: str, count: int, deadline: float, what: str) -> dict:
+    """`count` attackers of `mode` while the well-behaved client runs: each is answered
+    408 and closed within `deadline` (plus slack)."""
     client = WellBehaved(proc.port)
     client.start()
-    attacker = attack("slowloris", proc.port, 500, HEADER_TIMEOUT + 6)
-    result = outcome(attacker, HEADER_TIMEOUT + 6)
-    client.finish("500 slowloris connections")
-    assert result["closed"] == 500 and result["statuses"] == {"408": 500}, result
+    result = outcome(attack(mode, proc.port, count, deadline + 6), deadline + 6)
+    client.finish(what)
+    assert result["closed"] == count and result["statuses"] == {"408": count}, result
+    assert result["last_closed_after"] < deadline + SLACK, result
+    return result
+
+
+def test_slowloris_heads_get_408_at_the_header_deadline(bench):
     # One byte every 0.2 s does not extend the deadline: it counts from the connection.
-    assert result["last_closed_after"] < HEADER_TIMEOUT + SLACK, result
+    cut_off_under_attack(bench[0], "slowloris", 500, HEADER_TIMEOUT, "500 slowloris connections")
 
 
 def test_slow_bodies_get_408_and_do_not_blame_the_backend(bench):
     proc, backend = bench
     errors_before = proc.metric("stamp_router_upstream_errors_total", stamp="eu-1", kind="timeout")
-    client = WellBehaved(proc.port)
-    client.start()
-    attacker = attack("slowbody", proc.port, 200, UPSTREAM_TIMEOUT + 6)
-    result = outcome(attacker, UPSTREAM_TIMEOUT + 6)
-    client.finish("200 stalled request bodies")
-    assert result["closed"] == 200 and result["statuses"] == {"408": 200}, result
-    assert result["last_closed_after"] < UPSTREAM_TIMEOUT + SLACK, result
+    cut_off_under_attack(proc, "slowbody", 200, UPSTREAM_TIMEOUT, "200 stalled request bodies")
     assert proc.metric("stamp_router_upstream_errors_total", stamp="eu-1", kind="timeout") == errors_before
     assert proc.metric("stamp_router_backend_ejected", stamp="eu-1", backend=backend.address) == 0
 
