@@ -40,7 +40,7 @@ from router.control.port import PinEdit, TenantWork
 from router.core.snapshot import Snapshot, build_snapshot
 from router.health import HealthRegistry
 from router.metrics import SummedProxyMetrics
-from router.process.listeners import open_listeners
+from router.process.listeners import SlotListeners, open_listeners
 from router.process import wire
 from router.process.messages import Kind
 from router.process.pool import WorkerPool, WorkersFailed
@@ -85,7 +85,7 @@ class Phase(Enum):
 
 
 class Supervisor:
-    def __init__(self, start: Start, listeners: list[socket.socket], admin_listeners: list[socket.socket], *,
+    def __init__(self, start: Start, listeners: SlotListeners, admin_listeners: list[socket.socket], *,
                  config_path: str | None = None, https_listeners: list[socket.socket] | None = None) -> None:
         self.config_path = config_path
         self.listeners = listeners
@@ -143,8 +143,10 @@ class Supervisor:
             await self.pool.ask_all(Kind.CONFIG, config=wire.dump(valid), at=snap.loaded_at)
             return snap
         self._next = snap
+        count = worker_count(valid.config.process)
+        self.listeners.ensure(count)
         try:
-            await self.pool.start_generation(worker_count(valid.config.process))
+            await self.pool.start_generation(count)
         except WorkersFailed as exc:
             raise ConfigError([("", f"the workers for this config did not start: {exc}")]) from None
         finally:
@@ -178,11 +180,14 @@ class Supervisor:
         cfg = snap.config
         routable, panic = self.health.routing_view()
         extra = {"jwt": self.jwt.source_factory} if self.jwt is not None else {}
-        return WorkerSpec(slot=slot, generation=generation, snapshot=snap, listeners=self.listeners,
+        count = worker_count(cfg.process)
+        return WorkerSpec(slot=slot, generation=generation, snapshot=snap,
+                          listeners=self.listeners.for_slot(slot, count),
                           proxy_protocol=cfg.listen.proxy_protocol, access_log=cfg.admin.access_log,
-                          drain_timeout=cfg.timeouts.drain, workers=worker_count(cfg.process), routable=routable, panic=panic,
+                          drain_timeout=cfg.timeouts.drain, workers=count, routable=routable, panic=panic,
                           extra_sources=extra, jwt=self.jwt, supervisor_pid=os.getpid(),
-                          close_fds=self._own_fds(), https_listeners=self.https_listeners,
+                          close_fds=self._own_fds() + self.listeners.others(slot, count),
+                          https_listeners=self.https_listeners,
                           redirect_http=cfg.listen.redirect_http, tls=self.tls)
 
     def _own_fds(self) -> list[int]:
@@ -276,6 +281,7 @@ class Supervisor:
         for sock in self.admin_listeners:
             await web.SockSite(self._admin_runner, sock).start()
         await self.health.start()
+        self.listeners.ensure(count)          # taken over from a router with fewer workers
         await self.pool.start_generation(count)
         await self.control.start()
         if self.tls.watched_paths():
@@ -304,9 +310,9 @@ class Supervisor:
         self.control.on_sighup()
 
     # -- a new router taking over (router.process.takeover) ------------------------------
-    async def _hand_over(self) -> tuple[list[socket.socket], list[socket.socket]]:
+    async def _hand_over(self) -> tuple[list[list[socket.socket]], list[socket.socket], str | None]:
         await self.control.pause()
-        return self.listeners, self.admin_listeners
+        return self.listeners.sets, self.admin_listeners, self.listeners.address
 
     async def _resume(self) -> None:
         warning = self.control.resume()
@@ -332,7 +338,8 @@ class Supervisor:
             await self.jwt.close()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
-        for sock in self.listeners + self.https_listeners + self.admin_listeners:
+        self.listeners.close()
+        for sock in self.https_listeners + self.admin_listeners:
             sock.close()
 
     async def run(self, on_serving: Callable[[], None] | None = None) -> int:
@@ -418,13 +425,15 @@ async def _run(config_path: str, handover: Handover | None) -> int:
         log.warning("%s", warning)
     cfg = start.valid.config
     if handover is not None:
-        listeners, admin_listeners = handover.listeners, handover.admin_listeners
-        log.info("took over %d proxy and %d admin listening socket(s) from the running router",
-                 len(listeners), len(admin_listeners))
+        # The running router's address, whatever this config says (docs/operations.md).
+        listeners = SlotListeners(handover.address or cfg.listen.http, cfg.listen.backlog, handover.sets)
+        admin_listeners = handover.admin_listeners
+        log.info("took over %d proxy (%d per worker slot) and %d admin listening socket(s) from the running router",
+                 len(listeners.all()), len(listeners.sets[0]) if listeners.sets else 0, len(admin_listeners))
     else:
         try:
-            listeners = open_listeners(cfg.listen.http, cfg.listen.backlog, cfg.listen.reuse_port) \
-                if cfg.listen.http else []
+            listeners = SlotListeners.open(cfg.listen.http, cfg.listen.backlog, worker_count(cfg.process),
+                                           exclusive=not cfg.listen.reuse_port)
             admin_listeners = open_listeners(cfg.admin.listen, 128, False)
         except OSError as exc:
             print(f"stamp-router: cannot start: {exc}", file=sys.stderr)

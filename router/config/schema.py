@@ -97,7 +97,7 @@ class Listen(Section):
     forwarded_proto: Literal["http", "https"] = Field("http", description="X-Forwarded-Proto sent upstream: the scheme clients used to reach what is in front of the router (\"https\" when a load balancer in front ends TLS). A trusted proxy's own X-Forwarded-Proto wins.")
     trusted_proxies: list[IpNetwork] = Field([], description="Addresses or CIDR networks of the proxies in front (load balancers). From them, X-Forwarded-Proto is kept and the client address (geo placement, the access log) is read from X-Forwarded-For; from anyone else, neither.")
     proxy_protocol: bool = Field(False, description="Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's send-proxy or an AWS NLB sends it), which gives the client address; a connection without a valid one is closed. Only for a listener that nothing but the balancer can reach.")
-    reuse_port: bool = Field(False, description="Bind the proxy listener with SO_REUSEPORT, so that a second, independent router can share its port (another version side by side); the workers of one router share its listener without it. Each router needs its own admin.listen and control.state_dir.")
+    reuse_port: bool = Field(False, description="Let a second, independent router share the proxy port (another version side by side); without it a router does not start on a port something listens on. Not needed to use every core: each worker of one router has its own SO_REUSEPORT socket on the port anyway. Each router needs its own admin.listen and control.state_dir.")
 
     @model_validator(mode="before")
     @classmethod

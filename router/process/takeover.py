@@ -5,7 +5,8 @@ started with `serve --takeover` connects there and, over newline-delimited JSON:
 
     new -> old   {"hello": PROTOCOL, "version": ...}
     old -> new   {"ok": false, "error": ...}                 refused; the old one serves on
-    old -> new   {"ok": true, "proxy": n, "admin": m} + fds  the listening sockets, and:
+    old -> new   {"ok": true, "proxy": n, "admin": m,        the listening sockets, and:
+                  "sets": k, "address": a} + fds
                  the old one has stopped taking config changes, written what it accepted
                  and released the state directory
     new -> old   {"drain": true}                              the new workers accept: go
@@ -49,12 +50,18 @@ def socket_path(state_dir: str) -> str:
 # -- the new router's side ----------------------------------------------------------------
 
 class Handover:
-    """The new router's end: the sockets it received, and the word that lets the old go."""
+    """The new router's end: the sockets it received, and the word that lets the old go.
 
-    def __init__(self, conn: socket.socket, listeners: list[socket.socket], admin: list[socket.socket]) -> None:
+    `sets`: the proxy's sockets, one set per worker slot of the old router
+    (router.process.listeners); a router that does not say how many sent one set.
+    `address`: the proxy address they are bound to, when the old router said it."""
+
+    def __init__(self, conn: socket.socket, sets: list[list[socket.socket]], admin: list[socket.socket],
+                 address: str | None = None) -> None:
         self._conn = conn
-        self.listeners = listeners
+        self.sets = sets
         self.admin_listeners = admin
+        self.address = address
 
     def release_old(self) -> None:
         """Our workers accept: tell the old router to drain and exit."""
@@ -66,7 +73,7 @@ class Handover:
     def abandon(self) -> None:
         """We could not start: the old router keeps serving (it sees the connection close)."""
         self._conn.close()
-        for sock in self.listeners + self.admin_listeners:
+        for sock in [s for group in self.sets for s in group] + self.admin_listeners:
             sock.close()
 
 
@@ -100,7 +107,12 @@ def request_takeover(state_dir: str, timeout: float = 30.0) -> Handover:
         conn.close()
         raise TakeoverError(f"the running router refused the takeover: {answer.get('error', 'sockets missing')}")
     conn.settimeout(None)
-    return Handover(conn, socks[:answer["proxy"]], socks[answer["proxy"]:])
+    proxy = socks[:answer["proxy"]]
+    count = answer.get("sets") or 1
+    per = len(proxy) // count if count and len(proxy) % count == 0 else len(proxy)
+    sets = [proxy[i:i + per] for i in range(0, len(proxy), per)] if proxy else []
+    address = answer.get("address") if isinstance(answer.get("address"), str) else None
+    return Handover(conn, sets, socks[answer["proxy"]:], address)
 
 
 # -- the running router's side --------------------------------------------------------------
@@ -113,7 +125,7 @@ class TakeoverServer:
     drain; `drain()` is called once it has.
     """
 
-    def __init__(self, state_dir: str, hand_over: Callable[[], Awaitable[tuple[list, list]]],
+    def __init__(self, state_dir: str, hand_over: Callable[[], Awaitable[tuple[list[list], list, str | None]]],
                  resume: Callable[[], Awaitable[None]], drain: Callable[[], None]) -> None:
         self.path = socket_path(state_dir)
         self._hand_over, self._resume, self._drain = hand_over, resume, drain
@@ -197,8 +209,10 @@ class TakeoverServer:
         self._busy = True
         try:
             log.info("takeover by version %s (pid %s): handing over the listening sockets", version, hello.get("pid"))
-            proxy, admin = await self._hand_over()
-            reply({"ok": True, "proxy": len(proxy), "admin": len(admin)}, [s.fileno() for s in proxy + admin])
+            sets, admin, address = await self._hand_over()
+            proxy = [sock for group in sets for sock in group]
+            reply({"ok": True, "proxy": len(proxy), "admin": len(admin), "sets": len(sets), "address": address},
+                  [s.fileno() for s in proxy + admin])
             try:
                 word = await line(HANDOVER_TIMEOUT)
             except (TimeoutError, OSError):

@@ -79,7 +79,7 @@ def test_a_takeover_under_load_refuses_nothing_and_keeps_pushed_pins(router_proc
     status, headers, _ = router.request(headers={"X-Tenant-ID": "acme"})
     assert (status, headers["x-stamp"]) == (200, "eu-2")
     assert router.admin_json("/config")["local_edits"] == 1
-    assert "took over 1 proxy and 1 admin listening socket(s)" in new.stderr()
+    assert "took over 2 proxy (1 per worker slot) and 1 admin listening socket(s)" in new.stderr()
 
 
 def test_a_takeover_with_no_running_router_is_a_clear_error(router_proc, doc):

@@ -54,6 +54,27 @@ def test_workers_serve_on_one_shared_port(router_proc, backends):
     assert status == 200 and headers["x-stamp"] == "eu-1"
 
 
+def test_connections_opened_at_once_spread_over_the_workers(router_proc, backends):
+    # A listening socket per worker slot (SO_REUSEPORT): the kernel spreads connections by
+    # their addresses. On one shared socket the worker that wakes first takes the burst.
+    router = router_proc(two_stamps(backends))
+    pids = worker_pids(router)
+    conns = [socket.create_connection(("127.0.0.1", router.port), timeout=10) for _ in range(64)]
+    try:
+        for conn in conns:
+            conn.sendall(b"GET /p HTTP/1.1\r\nHost: a\r\nX-Tenant-ID: acme\r\n\r\n")
+        for conn in conns:
+            read_responses(conn, 1)            # accepted and served, by whichever worker
+        owners = worker_of_connections(router.port, pids)
+        held = [sum(1 for c in conns if owners.get(c.getsockname()[1]) == pid) for pid in pids]
+    finally:
+        for conn in conns:
+            conn.close()
+    assert sum(held) == 64
+    # Binomial(64, 1/2): fewer than 12 on one side happens about once in 10^7 runs.
+    assert min(held) >= 12, held
+
+
 def test_kill_9_of_a_worker_under_load_fails_nothing_on_the_others(router_proc, backends):
     router = router_proc(two_stamps(backends))
     pids = worker_pids(router)
