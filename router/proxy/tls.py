@@ -95,7 +95,8 @@ async def serve_https(server: ProxyServer, listener: socket.socket) -> None:
                 loop.remove_reader(fd)
                 loop.call_later(ACCEPT_RETRY_DELAY, resume)
                 return
-            sock.setblocking(False)
+            # Left blocking: connect_accepted_socket makes it non-blocking itself (one
+            # ioctl per connection, not two).
             conn = TlsConnection(server, addr)
             if not server.admit(conn):
                 sock.close()
