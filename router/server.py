@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -273,6 +274,7 @@ class Supervisor:
         if count > cpus:
             log.warning("process.workers is %d, more than the %d CPUs this process may run on: "
                         "workers will share CPUs", count, cpus)
+        _open_files_for(cfg.listen.max_connections)
         admin = Admin(control=self.control, health=self.health, snapshot=self.snapshot, registry=self.registry,
                       readiness=self.readiness, config_info=self.config_info, refresh_counters=self.refresh_counters,
                       certs=self.tls.info, tenant_work=self.tenant_work)
@@ -368,6 +370,30 @@ class Supervisor:
 
 def _print_errors(exc: ConfigError) -> None:
     print("\n".join(exc.lines()), file=sys.stderr)
+
+
+# Descriptors a worker needs besides its client connections: listeners, the channel, the
+# log, and one upstream connection per client connection at most.
+_FILES_PER_CONNECTION, _FILES_BESIDES = 2, 64
+
+
+def _open_files_for(max_connections: int) -> None:
+    """Raise this process's open-file limit to its hard limit (the workers inherit it),
+    as nginx's worker_rlimit_nofile would, and say so when even that is too few for
+    listen.max_connections: connections past it would fail at accept, not at the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or hard > soft):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    needed = max_connections * _FILES_PER_CONNECTION + _FILES_BESIDES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning("listen.max_connections is %d, but this process may open %d files (RLIMIT_NOFILE) and a "
+                    "connection takes up to %d with its upstream one: past about %d connections accepts fail; "
+                    "raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections", max_connections, soft,
+                    _FILES_PER_CONNECTION, (soft - _FILES_BESIDES) // _FILES_PER_CONNECTION)
 
 
 def serve(config_path: str, *, takeover: bool = False) -> int:

@@ -92,7 +92,7 @@ class Listen(Section):
     client_verify: Literal["required", "optional"] = Field("required", description="With client_ca_file: \"required\" "
                                                            "refuses a handshake without a valid client certificate; "
                                                            "\"optional\" accepts one without (an invalid one is still refused).")
-    max_connections: int = Field(10000, ge=1, description="Open client connections at most; further ones are closed at accept.")
+    max_connections: int = Field(10000, ge=1, description="Open client connections at most, per worker process; further ones are closed at accept.")
     backlog: int = Field(1024, ge=1, description="listen(2) backlog.")
     forwarded_proto: Literal["http", "https"] = Field("http", description="X-Forwarded-Proto sent upstream: the scheme clients used to reach what is in front of the router (\"https\" when a load balancer in front ends TLS). A trusted proxy's own X-Forwarded-Proto wins.")
     trusted_proxies: list[IpNetwork] = Field([], description="Addresses or CIDR networks of the proxies in front (load balancers). From them, X-Forwarded-Proto is kept and the client address (geo placement, the access log) is read from X-Forwarded-For; from anyone else, neither.")

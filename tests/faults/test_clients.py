@@ -232,3 +232,26 @@ def test_a_slow_upload_that_keeps_coming_is_not_cut_off(bench):
     assert time.monotonic() - started > UPSTREAM_TIMEOUT
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["bytes"] == len(chunk) * chunks
+
+
+def test_the_router_raises_its_open_file_limit_and_says_when_it_is_too_low(caplog):
+    """`serve` raises its soft RLIMIT_NOFILE to the hard limit (workers inherit it) and logs
+    a WARNING when even that cannot hold listen.max_connections and their upstreams."""
+    import resource
+
+    from router.server import _open_files_for
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no hard open-file limit here: nothing is ever too low")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))
+        with caplog.at_level("WARNING", logger="stamp_router"):
+            _open_files_for(100)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard
+        assert not caplog.records
+        with caplog.at_level("WARNING", logger="stamp_router"):
+            _open_files_for(hard)
+        assert "raise the limit" in caplog.text and f"may open {hard} files" in caplog.text
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
