@@ -6,7 +6,7 @@ Rules kept here:
 2. A healthy read publishes a stamp at once (restore when healthy again).
 3. A published stamp leaves only after `remove_after` unhealthy reads in a row.
 4. A stamp seen for the first time is published only if it is healthy: a stamp never
-   known to work is not put into DNS. (Without a state file, a restart forgets counts.)
+   known to work is not put into DNS. (Counts are kept between runs: router.dns.counts.)
 5. A stamp gone from the registry is forgotten.
 
 The transitions are the table `_NEXT`; "counting" moves to "down" when the count of
