@@ -233,9 +233,10 @@ class EtcdSource:
 
     async def _follow(self) -> None:
         client = self._client()
+        endpoint = client.endpoint        # the watch and its check ask the same member
         watch = asyncio.ensure_future(self._consume(client.watch(self.layout.root, prefix_end(self.layout.root),
-                                                                 self._seen + 1)))
-        check = asyncio.ensure_future(self._check(client))
+                                                                 self._seen + 1, endpoint=endpoint)))
+        check = asyncio.ensure_future(self._check(client, endpoint))
         try:
             done, _ = await asyncio.wait([watch, check], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -245,12 +246,17 @@ class EtcdSource:
                 task.cancel()
             await asyncio.gather(watch, check, return_exceptions=True)
 
-    async def _check(self, client: EtcdClient) -> None:
+    async def _check(self, client: EtcdClient, endpoint: str) -> None:
         """A watch on a member cut off from its cluster stays open and silent; a
-        linearizable read through the same endpoint needs a leader, so it finds that out."""
+        linearizable read at that member needs a leader, so it finds that out. Only
+        there: another member answering would say nothing about this watch."""
         while True:
             await asyncio.sleep(self._settings().timeout)
-            await client.range(self.layout.config_key, count_only=True)
+            try:
+                await client.range(self.layout.config_key, count_only=True, endpoint=endpoint)
+            except EtcdUnavailable:
+                client.demote(endpoint)   # read again from another member
+                raise
 
     async def _consume(self, stream) -> None:
         async for resp in stream:

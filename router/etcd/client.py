@@ -176,25 +176,27 @@ class EtcdClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": self._token} if self._token else {}
 
-    async def call(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        """POST one request to the first endpoint that answers; the answer's JSON, or a
-        typed EtcdError."""
+    async def call(self, path: str, body: dict[str, Any], *, timeout: float | None = None,
+                   endpoint: str | None = None) -> dict[str, Any]:
+        """POST one request to the first endpoint that answers (only `endpoint`, if
+        given); the answer's JSON, or a typed EtcdError."""
         if self._user and self._token is None and path != "/v3/auth/authenticate":
             await self.authenticate()
         for attempt in range(2):
             try:
-                return await self._call_any(path, body, timeout)
+                return await self._call_any(path, body, timeout, endpoint)
             except EtcdAuthError:
                 if not self._user or attempt or path == "/v3/auth/authenticate":
                     raise
                 await self.authenticate()     # the token expired: once more with a new one
         raise AssertionError("unreachable")
 
-    async def _call_any(self, path: str, body: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    async def _call_any(self, path: str, body: dict[str, Any], timeout: float | None,
+                        only: str | None = None) -> dict[str, Any]:
         session = self._open()
         payload = orjson.dumps(body)
         errors = []
-        for endpoint in list(self._endpoints):
+        for endpoint in [only] if only else list(self._endpoints):
             try:
                 async with session.post(endpoint + path, data=payload, headers=self._headers(),
                                         timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
@@ -214,6 +216,12 @@ class EtcdClient:
             self._endpoints.remove(endpoint)
             self._endpoints.insert(0, endpoint)
 
+    def demote(self, endpoint: str) -> None:
+        """Try `endpoint` last from now on (a watch on it broke)."""
+        if endpoint in self._endpoints:
+            self._endpoints.remove(endpoint)
+            self._endpoints.append(endpoint)
+
     async def authenticate(self) -> None:
         self._token = None        # etcd refuses an authenticate carrying an expired token
         answer = await self._call_any("/v3/auth/authenticate", {"name": self._user, "password": self._password}, None)
@@ -223,13 +231,15 @@ class EtcdClient:
 
     # -- KV ----------------------------------------------------------------------------
     async def range(self, key: bytes, range_end: bytes | None = None, *, revision: int = 0, limit: int = 0,
-                    count_only: bool = False, timeout: float | None = None) -> RangeResult:
-        answer = await self._range(key, range_end, revision, limit, count_only, timeout)
+                    count_only: bool = False, timeout: float | None = None,
+                    endpoint: str | None = None) -> RangeResult:
+        """A linearizable read (it needs the cluster's leader); only at `endpoint`, if given."""
+        answer = await self._range(key, range_end, revision, limit, count_only, timeout, endpoint)
         return RangeResult(int(answer["header"]["revision"]), _decode(answer.get("kvs", ())),
                            bool(answer.get("more")), int(answer.get("count", 0)))
 
     async def _range(self, key: bytes, range_end: bytes | None, revision: int, limit: int, count_only: bool = False,
-                     timeout: float | None = None) -> dict[str, Any]:
+                     timeout: float | None = None, endpoint: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"key": b64(key)}
         if range_end is not None:
             body["range_end"] = b64(range_end)
@@ -241,7 +251,7 @@ class EtcdClient:
             body["limit"] = str(limit)
         if count_only:
             body["count_only"] = True
-        return await self.call("/v3/kv/range", body, timeout=timeout)
+        return await self.call("/v3/kv/range", body, timeout=timeout, endpoint=endpoint)
 
     async def get(self, key: bytes) -> KeyValue | None:
         kvs = (await self.range(key)).kvs
@@ -293,10 +303,13 @@ class EtcdClient:
 
     # -- watch -------------------------------------------------------------------------
     async def watch(self, key: bytes, range_end: bytes | None, start_revision: int, *,
-                    progress_notify: bool = True) -> AsyncIterator[WatchResponse]:
+                    progress_notify: bool = True, endpoint: str | None = None) -> AsyncIterator[WatchResponse]:
         """Changes to [key, range_end) from `start_revision` on, in revision order, as
-        etcd sends them. Ends with EtcdCompacted when that revision is gone, and with
-        EtcdUnavailable when the stream breaks; it never skips: the caller reads again."""
+        etcd sends them, from `endpoint` (default: the preferred one). Ends with
+        EtcdCompacted when that revision is gone, and with EtcdUnavailable when the
+        stream breaks, after which that endpoint is tried last; it never skips: the
+        caller reads again."""
+        endpoint = endpoint or self.endpoint
         create: dict[str, Any] = {"key": b64(key), "start_revision": str(start_revision),
                                   "progress_notify": progress_notify, "prev_kv": False}
         if range_end is not None:
@@ -305,7 +318,7 @@ class EtcdClient:
             await self.authenticate()
         session = self._open()
         try:
-            async with session.post(self.endpoint + "/v3/watch", data=orjson.dumps({"create_request": create}),
+            async with session.post(endpoint + "/v3/watch", data=orjson.dumps({"create_request": create}),
                                     headers=self._headers(),
                                     timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout)) as resp:
                 if resp.status != 200:
@@ -320,9 +333,9 @@ class EtcdClient:
                         if line.strip():
                             yield _watch_response(orjson.loads(line))
         except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
-            self._endpoints.append(self._endpoints.pop(0))     # the next watch tries another
-            raise EtcdUnavailable(f"watch on {self.endpoint}: {exc.__class__.__name__}: {exc}") from None
-        self._endpoints.append(self._endpoints.pop(0))
+            self.demote(endpoint)          # the next watch tries another
+            raise EtcdUnavailable(f"watch on {endpoint}: {exc.__class__.__name__}: {exc}") from None
+        self.demote(endpoint)
         raise EtcdUnavailable("the watch stream ended")
 
     # -- leases ------------------------------------------------------------------------

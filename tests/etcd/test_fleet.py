@@ -147,3 +147,34 @@ def test_the_leader_killed_while_pins_are_written_costs_no_change(tmp_path, back
         wait_until(lambda: route(router, "after") == "eu-2", 15, message="following the new leader's writes")
     finally:
         cluster.stop()
+
+
+def test_a_member_cut_off_from_its_cluster_is_left_for_one_that_has_a_leader(tmp_path, backends, started):
+    need_etcd()
+    cluster = EtcdCluster(tmp_path / "etcd", partitionable=True).start()
+    try:
+        leader = cluster.leader()
+        cut, other = [m for m in cluster.members if m is not leader]
+        eu1, eu2 = backends("eu-1", "eu-2")
+        seed(leader, eu1, eu2, {"acme": "eu-1"})
+        # The router watches the member that will be cut off.
+        router = router_on(tmp_path, [cut.url, leader.url, other.url]).start()
+        started.append(router)
+        assert route(router, "acme") == "eu-1"
+
+        cluster.isolate(cut)
+        # The majority goes on: a pin put there never reaches the isolated member, whose
+        # watch stays open and silent. The router must notice and read elsewhere.
+        rev = other.put(f"{PREFIX}/tenants/acme", '"eu-2"')
+        wait_until(lambda: route(router, "acme") == "eu-2" and revision(router) >= rev, 30,
+                   message="the pin put on the majority side, served")
+        assert router.metric("stamp_router_etcd_reads_total", reason="reconnect") >= 1
+        after = leader.put(f"{PREFIX}/tenants/globex", '"eu-1"')
+        wait_until(lambda: revision(router) >= after, 15, message="following the majority")
+        assert route(router, "globex") == "eu-1"
+
+        cluster.isolate(None)                 # healed: the member catches up; nothing changes
+        wait_until(lambda: cut.get(f"{PREFIX}/tenants/globex") is not None, 30, message="the member caught up")
+        assert route(router, "acme") == "eu-2" and revision(router) >= after
+    finally:
+        cluster.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,8 @@ class EtcdServer:
         self.port, self.peer_port = free_port(), free_port()
         # name=peer URL of every member (EtcdCluster); None: a cluster of this one.
         self.initial_cluster: str | None = None
+        # The peer URL the others dial, when it is not the one listened on (a PeerRelay).
+        self.advertised_peer_url: str | None = None
         # tls: {"ca", "cert", "key"} paths; clients then need a certificate of that CA.
         self.tls = tls
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -46,7 +49,7 @@ class EtcdServer:
         self.proc = subprocess.Popen(
             [binary, "--name", self.name, "--data-dir", str(self.dir / "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", self.advertised_peer_url or peer,
              "--initial-cluster", self.initial_cluster or f"{self.name}={peer}", "--log-level", "warn",
              # Keeps a test's fsyncs off a shared disk's queue; durability is not under test.
              "--unsafe-no-fsync",
@@ -118,9 +121,13 @@ class EtcdCluster:
     """Three members on loopback ports, one data directory each. `leader()` asks a
     running member which one leads; killing it makes the others elect another."""
 
-    def __init__(self, directory: Path, size: int = 3) -> None:
+    def __init__(self, directory: Path, size: int = 3, *, partitionable: bool = False) -> None:
         self.members = [EtcdServer(directory / f"m{i}", name=f"m{i}") for i in range(size)]
-        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        # partitionable: members reach each other through PeerRelays, which `isolate` cuts.
+        self.relays = [PeerRelay(m) for m in self.members] if partitionable else []
+        for m, relay in zip(self.members, self.relays):
+            m.advertised_peer_url = relay.url
+        initial = ",".join(f"{m.name}={m.advertised_peer_url or m.peer_url}" for m in self.members)
         for m in self.members:
             m.initial_cluster = initial
 
@@ -160,9 +167,70 @@ class EtcdCluster:
         wait_until(agreed, 30, interval=0.1, message="the etcd members agree on a leader")
         return found[0]
 
+    def isolate(self, member: EtcdServer | None) -> None:
+        """Cut `member` off from the other members (None: heal), as a network partition
+        would: its clients still reach it, its peers do not."""
+        cut = member_id(member) if member is not None else None
+        for m, relay in zip(self.members, self.relays):
+            relay.cut(everyone=m is member, sender=cut)
+
     def stop(self) -> None:
         for m in self.members:
             m.kill()
+        for relay in self.relays:
+            relay.close()
+
+
+def member_id(member: EtcdServer) -> str:
+    """A member's id as its peers name it in X-Server-From (hex)."""
+    return format(int(member.status()["header"]["member_id"]), "x")
+
+
+class PeerRelay(TcpRelay):
+    """Between one member's peer port and the other members. etcd's peer requests name
+    their sender (X-Server-From: member id); `cut` closes, and then refuses, every
+    connection (everyone) or those of one sender, both directions of a partition."""
+
+    def __init__(self, member: EtcdServer) -> None:
+        super().__init__(member.peer_port)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._everyone = False
+        self._sender: str | None = None
+        self._open: list[tuple[dict, socket.socket]] = []
+
+    def cut(self, *, everyone: bool, sender: str | None) -> None:
+        self._everyone, self._sender = everyone, sender
+        for state, sock in list(self._open):
+            if self._refused(state):
+                _shut(sock)
+
+    def _refused(self, state: dict) -> bool:
+        return self._everyone or (self._sender is not None and state.get("from") == self._sender)
+
+    def upward(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
+        self._open.append((state, src))
+        while data := src.recv(65536):
+            sender = re.search(rb"X-Server-From: ([0-9a-f]+)", data)
+            if sender:
+                state["from"] = sender.group(1).decode()
+            if self._refused(state):
+                break
+            dst.sendall(data)
+        _shut(src)
+
+    def downward(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
+        while data := src.recv(65536):
+            if self._refused(state):
+                break
+            dst.sendall(data)
+        _shut(dst)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class EtcdRelay(TcpRelay):
