@@ -285,6 +285,10 @@ class SummedProxyMetrics(Collector):
             total.add(data)
         return total
 
+    def workers_shedding(self) -> int:
+        """Running workers over limits.max_memory, as they last reported."""
+        return sum(data["overload_shedding"] for data in list(self.latest.values()))
+
     def collect(self) -> Iterator:
         yield from self.total().collect()
         rss = GaugeMetricFamily("stamp_router_worker_resident_memory_bytes", "Resident memory of each worker, "

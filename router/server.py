@@ -257,8 +257,15 @@ class Supervisor:
             "health": {"ok": bool(self.health.first_round_done)},
             "jwt_keys": jwt,
             "workers": self.pool.status(),
+            "memory": self._memory_check(),
             "serving": {"ok": self.phase is Phase.SERVING},
         }
+
+    def _memory_check(self) -> dict:
+        """Not ready while every worker is over limits.max_memory (as last reported, about
+        once a second): a load balancer then sends its traffic elsewhere until one recovers."""
+        shedding = self.metrics.workers_shedding()
+        return {"ok": shedding == 0 or shedding < len(self.pool.current()), "workers_shedding": shedding}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:

@@ -65,6 +65,9 @@ def test_over_max_memory_a_worker_sheds_and_recovers(backends, router_proc):
     try:
         wait_until(lambda: proc.metric("stamp_router_overload_shedding") == 1, 15, message="the worker shedding")
         assert "reached limits.max_memory" in proc.stderr()
+        # Its only worker sheds: not ready, so that a load balancer sends elsewhere.
+        status, _, data = proc.admin("GET", "/readyz")
+        assert status == 503 and json.loads(data)["checks"]["memory"] == {"ok": False, "workers_shedding": 1}
 
         # A request on a connection already open: 503 with Retry-After, and the connection closes.
         early.sendall(REQUEST)
@@ -87,6 +90,7 @@ def test_over_max_memory_a_worker_sheds_and_recovers(backends, router_proc):
     answer = read_response(late, 10)
     assert status_of(answer) == 200, answer[:300]
     assert "under" in proc.stderr().split("reached limits.max_memory", 1)[1]
+    wait_until(lambda: proc.admin("GET", "/readyz")[0] == 200, 10, message="ready again")
     assert proc.metric("stamp_router_overload_entered_total") == 1
     assert proc.metric("stamp_router_overload_shed_requests_total") >= 1
     late.close()
