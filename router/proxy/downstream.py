@@ -121,6 +121,12 @@ class ClientConnection(asyncio.Protocol):
         # A client that half-closes after its request still wants the answer.
         self.eof = True
         if self.queue:
+            ex = self.queue[0]
+            if ex.decision is not None and ex.decision.held and not ex.finished:
+                # Held (a paused tenant): nothing was sent anywhere, and a client that
+                # closed must not keep its place in the hold queue (router.proxy.hold).
+                ex.abort()
+                return None
             return True
         return None
 
