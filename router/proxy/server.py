@@ -21,6 +21,12 @@ from router.state import RouterState
 
 # How often deadlines are checked: timeouts fire within this much of their value.
 SWEEP_INTERVAL = 0.25
+# A drain lets keep-alive connections waiting for their next request send it for this
+# long (bounded by timeouts.drain): it is answered with Connection: close, so a busy client
+# moves to a new connection without a failed request. Closing them at once, as nginx
+# does, fails the request of a client that sends as the close happens: up to 14 of wrk's
+# 32 connections in one measured takeover. Those still idle afterwards are closed.
+DRAIN_IDLE_GRACE = 1.0
 
 
 class ProxyServer:
@@ -173,9 +179,12 @@ class ProxyServer:
             server.close()
         for accepting in self._https:
             accepting.cancel()
+        deadline = self.loop.time() + timeout
+        idle_until = self.loop.time() + min(timeout, DRAIN_IDLE_GRACE)
+        while self.connections and self.loop.time() < idle_until:
+            await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close_if_idle()
-        deadline = self.loop.time() + timeout
         while self.loop.time() < deadline and any(c.in_use for c in self.connections):
             await asyncio.sleep(0.05)
         for conn in list(self.connections):

@@ -23,17 +23,12 @@ class Load:
     Each thread sends at most `max_requests` (a bound, not a pace)."""
 
     def __init__(self, port: int, headers: dict, clients: int = 8, max_requests: int = 20000,
-                 fresh_connections: bool = False, retry_reused: bool = False) -> None:
+                 fresh_connections: bool = False) -> None:
         self.port = port
         self.headers = headers
         self.clients = clients
         self.max_requests = max_requests
         self.fresh = fresh_connections
-        # As HTTP clients do (RFC 9110 9.2.2): an idempotent request that fails on a reused
-        # keep-alive connection before any answer (the server closed it as the request left)
-        # is sent again on a new connection, once. Counted in `retried`.
-        self.retry_reused = retry_reused
-        self.retried = 0
         self.conns: list[ConnStats] = []
         self.refused = 0
         self._lock = threading.Lock()
@@ -88,21 +83,8 @@ class Load:
                     continue
             conn, stats = current
             try:
-                try:
-                    conn.request("GET", "/load", headers=self.headers)
-                    resp = conn.getresponse()
-                except (ConnectionError, http.client.RemoteDisconnected):
-                    if not (self.retry_reused and stats.ok):
-                        raise
-                    conn.close()
-                    current = self._connect()
-                    if current is None:
-                        raise
-                    conn, stats = current
-                    with self._lock:
-                        self.retried += 1
-                    conn.request("GET", "/load", headers=self.headers)
-                    resp = conn.getresponse()
+                conn.request("GET", "/load", headers=self.headers)
+                resp = conn.getresponse()
                 resp.read()
                 if resp.status != 200:
                     raise OSError(f"status {resp.status}")

@@ -218,6 +218,7 @@ def test_more_workers_than_cpus_is_allowed_with_a_warning(router_proc, backends)
 
 
 RATE = 20.0
+BURST = 4
 
 
 def admitted_over(router, seconds: float, fresh: bool) -> tuple[int, float]:
@@ -245,8 +246,11 @@ def admitted_over(router, seconds: float, fresh: bool) -> tuple[int, float]:
 
 @pytest.mark.parametrize("fresh", [False, True], ids=["one-connection", "connection-per-request"])
 def test_a_tenant_gets_its_rate_from_the_router_as_a_whole(router_proc, backends, fresh):
-    router = router_proc(two_stamps(backends, limits={"tenant_rate": RATE, "tenant_burst": 1}))
+    # A burst of 4 banks 200 ms of tokens: a client thread or worker not scheduled for a
+    # moment on a loaded machine would otherwise lose the tokens of that moment (a bucket
+    # of 1 holds one), which a single process loses as well.
+    router = router_proc(two_stamps(backends, limits={"tenant_rate": RATE, "tenant_burst": BURST}))
     ok, elapsed = admitted_over(router, 4.0, fresh)
-    # Its rate, within 10 %, over the whole run (the burst of 1 is inside that margin).
-    assert RATE * elapsed * 0.9 <= ok <= RATE * elapsed * 1.1 + 1, (ok, elapsed)
+    # Its rate, within 10 %, over the whole run, plus at most the burst.
+    assert RATE * elapsed * 0.9 <= ok <= RATE * elapsed * 1.1 + BURST, (ok, elapsed)
     assert router.metric("stamp_router_rate_limited_total", stamp="eu-1") > 0
