@@ -90,7 +90,9 @@ OUTLIER_TABLE: Mapping[tuple[Outlier, Event], Rule] = {
     (Outlier.EJECTED, Event.EJECTION_OVER): Rule(Outlier.IN),
 }
 
-FAILURE_KINDS = frozenset(("connect", "timeout", "reset", "5xx"))
+# "tls": a backend whose certificate does not verify (or whose handshake fails) is as
+# unusable as one that refuses the connection.
+FAILURE_KINDS = frozenset(("connect", "timeout", "reset", "5xx", "tls"))
 
 
 @dataclass(frozen=True, slots=True)

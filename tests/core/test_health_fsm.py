@@ -140,7 +140,7 @@ def test_a_good_response_resets_the_count():
     assert h.outlier is Outlier.IN
 
 
-@pytest.mark.parametrize("kind", ["connect", "timeout", "reset", "5xx"])
+@pytest.mark.parametrize("kind", ["connect", "timeout", "reset", "5xx", "tls"])
 def test_every_failure_kind_counts(kind):
     h = BackendHealth()
     for _ in range(3):

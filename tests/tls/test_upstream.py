@@ -25,8 +25,8 @@ async def start_tls_backend(backend: Backend, ctx: ssl.SSLContext) -> Backend:
 def tls_backend(bg, pki):
     started = []
 
-    def make(name: str, *names: str, expired: bool = False, client_ca=None) -> Backend:
-        pair = pki.issue(name, *(names or ("stamp.internal",)), expired=expired)
+    def make(name: str, *names: str, expired: bool = False, client_ca=None, issuer=None) -> Backend:
+        pair = (issuer or pki).issue(name, *(names or ("stamp.internal",)), expired=expired)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(pair["cert_file"], pair["key_file"])
         if client_ca is not None:
@@ -102,3 +102,27 @@ def test_a_bad_ca_file_refuses_the_config_with_its_path(tls_backend, router_proc
     router.start(wait_ready=False)
     router.proc.wait(30)
     assert "stamps[0].tls.ca_file" in router.stderr() and "is a directory" in router.stderr()
+
+
+def test_a_backend_failing_verification_is_ejected_and_the_request_retried_on_another(pki, tls_backend, router_proc,
+                                                                                    tmp_path):
+    from tests.tls.support import Pki
+    bad = tls_backend("eu-bad", "stamp.internal", issuer=Pki(tmp_path / "rogue"))
+    good = tls_backend("eu-good", "stamp.internal")
+    doc = {"stamps": [stamp("eu", [bad.address, good.address],
+                            tls={"ca_file": str(pki.ca_file), "server_name": "stamp.internal"})],
+           "routing": {"sources": ["header"], "unpinned": "hash"},
+           "outlier": {"consecutive_failures": 2, "base_ejection": 60.0, "max_ejection": 60.0}}
+    router = router_proc(doc)
+    statuses = []
+    while router.metric("stamp_router_backend_ejections_total", stamp="eu", backend=bad.address) < 1:
+        assert len(statuses) < 40, statuses
+        statuses.append(router.request("GET", "/r", headers={"X-Tenant-ID": f"t{len(statuses)}"})[0])
+    # Each failed verification was an attempt on the stamp's other backend instead.
+    assert set(statuses) == {200}, statuses
+    failures = router.metric("stamp_router_upstream_errors_total", stamp="eu", backend=bad.address, kind="tls")
+    assert failures >= 2 and bad.hits("/r") == []
+    for i in range(10):
+        assert router.request("GET", "/r", headers={"X-Tenant-ID": f"u{i}"})[0] == 200
+    # Ejected: no more handshakes with it.
+    assert router.metric("stamp_router_upstream_errors_total", stamp="eu", backend=bad.address, kind="tls") == failures
