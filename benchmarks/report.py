@@ -131,6 +131,12 @@ def workers_checks(w: dict) -> list[tuple[str, str, str]]:
         checks.append(("workers: kill -9 of a worker fails only what it had in flight (wrk -c32)",
                        f"{kill['failed']} failed, the killed worker held {held} connections",
                        "met" if kill["failed"] <= held else "NOT met"))
+    health = w.get("health", {})
+    if health.get("max_down_lag_ms") is not None:
+        checks.append(("workers: a health transition reaches every worker within 100 ms",
+                       f"{health['max_down_lag_ms']:.0f} ms at most after the supervisor's /stamps showed it "
+                       f"({health['transitions']} transitions, 2 workers)",
+                       "met" if health["max_down_lag_ms"] <= 100 else "NOT met"))
     take = w.get("failures", {}).get("takeover")
     if take:
         checks.append(("workers: no failed request across a takeover (wrk -c32)",
@@ -184,6 +190,12 @@ def workers_lines(w: dict) -> list[str]:
         if t:
             lines.append(f"| serve --takeover | {t['requests']:,} | {t['failed']} | {t['errors']} | "
                          f"old router gone {_f(t.get('old_gone_after_s'), '.1f')} s after the new one started |")
+    health = w.get("health")
+    if health and "results" in health:
+        lines += ["", f"Health transitions (`{health['command']}`): a backend marked down was given no request by "
+                  f"either worker later than {health['max_down_lag_ms']} ms after the supervisor's /stamps showed it "
+                  f"down; back up, each worker first gave it a request within {health['max_up_lag_ms']} ms (that "
+                  "includes the balancer's choice between the two backends)."]
     return lines
 
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -80,7 +81,25 @@ def scenario_workers(bench) -> dict:
                 bench.procs.stop(e.running.proc)
     out["memory"] = _memory(bench)
     out["failures"] = _failures(b, routing, requests, probe)
+    out["health"] = _health(bench)
     return out
+
+
+def _health(bench) -> dict:
+    """benchmarks/health_fanout.py: how soon a health transition reaches both workers."""
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "health_fanout.py"), "--transitions", "5", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            got = json.loads(line)
+            down = [x for r in got["results"] if r["transition"] == "down" for x in r["worker_lag_ms"]]
+            up = [x for r in got["results"] if r["transition"] == "up" for x in r["worker_lag_ms"] if x is not None]
+            got["max_down_lag_ms"] = max(down) if down else None
+            got["max_up_lag_ms"] = max(up) if up else None
+            bench.log(f"  health transitions: a backend down reached both workers {got['max_down_lag_ms']} ms after "
+                      f"the supervisor showed it at the latest; back up, first used {got['max_up_lag_ms']} ms after")
+            return {"command": "python benchmarks/health_fanout.py --transitions 5", **got}
+    return {"failed": f"health_fanout.py gave no JSON (exit {done.returncode}): {done.stderr[-500:]}"}
 
 
 # -- balance -------------------------------------------------------------------------------

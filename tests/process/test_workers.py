@@ -254,3 +254,52 @@ def test_a_tenant_gets_its_rate_from_the_router_as_a_whole(router_proc, backends
     # Its rate, within 10 %, over the whole run, plus at most the burst.
     assert RATE * elapsed * 0.9 <= ok <= RATE * elapsed * 1.1 + BURST, (ok, elapsed)
     assert router.metric("stamp_router_rate_limited_total", stamp="eu-1") > 0
+
+
+def one_connection_per_worker(router, pids) -> dict[int, http.client.HTTPConnection]:
+    """A keep-alive connection held by each worker (opened until every worker holds one)."""
+    conns = []
+    for _ in range(200):
+        conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
+        conn.connect()
+        conns.append(conn)
+        owners = worker_of_connections(router.port, pids)
+        by_worker = {owners.get(c.sock.getsockname()[1]): c for c in conns}
+        if set(pids) <= set(by_worker):
+            for c in conns:
+                if c not in by_worker.values():
+                    c.close()
+            return {pid: by_worker[pid] for pid in pids}
+    raise AssertionError("a worker accepted none of 200 connections")
+
+
+def served_by(conn) -> str:
+    conn.request("GET", "/h", headers={"X-Tenant-ID": "acme"})
+    resp = conn.getresponse()
+    resp.read()
+    return resp.getheader("X-Backend")
+
+
+def test_a_health_transition_reaches_every_worker(router_proc, backends):
+    a, b = backends("a", "b")
+    doc = two_stamps(backends)
+    doc["stamps"][0] = stamp("eu-1", [a.address, b.address],
+                             health={"path": "/healthz", "interval": "100ms", "rise": 1, "fall": 1})
+    router = router_proc(doc)
+    conns = one_connection_per_worker(router, worker_pids(router))
+
+    def a_routable() -> bool:
+        backends_ = next(s for s in router.admin_json("/stamps")["stamps"] if s["name"] == "eu-1")["backends"]
+        return next(x["healthy"] for x in backends_ if x["address"] == a.address)
+
+    a.healthy = False
+    wait_until(lambda: not a_routable(), 20, message="the supervisor sees a down")
+    # Every worker stops sending to a (benchmarks/health_fanout.py measures how soon).
+    for conn in conns.values():
+        wait_until(lambda: all(served_by(conn) == "b" for _ in range(20)), 10, message="a worker avoiding a")
+    a.healthy = True
+    wait_until(a_routable, 20, message="the supervisor sees a up")
+    for conn in conns.values():
+        wait_until(lambda: served_by(conn) == "a", 10, message="a worker sending to a again")
+    for conn in conns.values():
+        conn.close()
