@@ -295,7 +295,7 @@ class Supervisor:
         await self.control.start()
         if self.tls.watched_paths():
             self._tls_watch = asyncio.get_running_loop().create_task(
-                self.tls.watcher(lambda: self.state.snapshot.config.control.watch_interval).run())
+                self.tls.watcher(lambda: self.state.snapshot.config.control.watch_interval, self._certs_changed).run())
         self._rebalancing = asyncio.get_running_loop().create_task(self._rebalance())
         store = self.control.reloader.store
         if store is not None:
@@ -311,11 +311,16 @@ class Supervisor:
         log.info("serving on %s with %d worker(s), admin on %s, config %s", listening(cfg.listen), count,
                  cfg.admin.listen, snap.version)
 
+    def _certs_changed(self, why: str) -> None:
+        # One process watches and checks the files; the workers reread them when told, so
+        # none polls the disk itself and all take a rotation the supervisor accepted.
+        self.pool.broadcast(Kind.CERTS, why=why)
+
     def on_sighup(self) -> None:
         """The config, and the certificates: this process's copy (GET /certs, the metrics)
         and every worker's, which serve the handshakes."""
-        self.tls.reload_files("SIGHUP")
-        self.pool.broadcast(Kind.CERTS, why="SIGHUP")
+        if self.tls.reload_files("SIGHUP"):
+            self._certs_changed("SIGHUP")
         self.control.on_sighup()
 
     # -- a new router taking over (router.process.takeover) ------------------------------

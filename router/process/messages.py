@@ -33,7 +33,7 @@ class Kind(enum.StrEnum):
     COLLECT = "collect"      # the worker's counters, now (answered)
     TENANT = "tenant"        # one tenant's work in flight by stamp, and its held requests (answered)
     DRAIN = "drain"          # stop accepting, finish what is in flight, exit
-    CERTS = "certs"          # reread the TLS certificate, key and CA files (SIGHUP)
+    CERTS = "certs"          # reread the TLS certificate, key and CA files (they changed, or SIGHUP)
     # worker -> supervisor
     READY = "ready"          # accepting on the shared listeners
     REPORT = "report"        # periodic: {report kind: payload}, see router.process.reports

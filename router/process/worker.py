@@ -147,10 +147,6 @@ class Worker:
             tls.adopt(spec.snapshot.config, spec.snapshot.valid.base_dir)   # forked mid-apply: the new pairs
         self.proxy = ProxyServer(self.state, self.metrics, AccessLog() if spec.access_log else None, spec.workers,
                                  upstream_tls=tls.upstream_for if tls is not None else None, tls=tls)
-        watching = None
-        if tls is not None and tls.watched_paths():
-            # Each worker rereads the files itself: its contexts are its own since the fork.
-            watching = loop.create_task(tls.watcher(lambda: self.state.snapshot.config.control.watch_interval).run())
         self.reporters[ReportKind.COUNTERS] = self._counters_if_due
         self.reporters[ReportKind.DEMAND] = self._demand
         self._next_counters = 0.0
@@ -160,8 +156,6 @@ class Worker:
         reporting = loop.create_task(self._report_loop())
         stop = loop.create_task(self.stopping.wait())
         await asyncio.wait([served, stop], return_when=asyncio.FIRST_COMPLETED)
-        if watching is not None:
-            watching.cancel()
         await self.proxy.drain(spec.drain_timeout)
         reporting.cancel()
         self._send_report(final=True)
@@ -210,6 +204,8 @@ class Worker:
         elif kind is Kind.DRAIN:
             self.stopping.set()
         elif kind is Kind.CERTS:
+            # The supervisor watches the files; the contexts are this process's own since
+            # the fork, so it rereads them itself.
             if self.spec.tls is not None:
                 self.spec.tls.reload_files(msg.get("why", "SIGHUP"))
 

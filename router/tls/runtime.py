@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -89,9 +89,13 @@ class TlsRuntime(Collector):
                                                                          t.client_key_file) if p]
         return list(dict.fromkeys(paths))
 
-    def watcher(self, interval) -> FileWatcher:
+    def watcher(self, interval, then: Callable[[str], None]) -> FileWatcher:
+        """Polls the files; `then(why)` after a reload this process accepted (the
+        supervisor tells its workers to reread them)."""
         async def on_change() -> None:
-            self.reload_files("a certificate file changed")
+            why = "a certificate file changed"
+            if self.reload_files(why):
+                then(why)
         return FileWatcher(self.watched_paths, interval, on_change)
 
     def reload_files(self, why: str) -> bool:
