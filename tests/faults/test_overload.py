@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 
 from tests.support.raw import status_of
 from tests.support.router_proc import stamp
 from tests.support.servers import wait_until
+from tests.tls.support import Pki, https_doc, https_get
 
 MiB = 1024 * 1024
 # How far over its measured size the worker is allowed, and how much each inflating
@@ -47,12 +49,14 @@ def read_response(sock: socket.socket, timeout: float) -> bytes:
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nX-Tenant-ID: acme\r\n\r\n"
 
 
-def test_over_max_memory_a_worker_sheds_and_recovers(backends, router_proc):
+def test_over_max_memory_a_worker_sheds_and_recovers(backends, router_proc, tmp_path):
     (backend,) = backends("eu-1")
+    pki = Pki(tmp_path / "pki")
     doc = {"routing": {"sources": ["header"]}, "stamps": [stamp("eu-1", [backend.address])],
            "tenants": {"acme": "eu-1"},
            "limits": {"max_header_bytes": "64MiB"}, "timeouts": {"request_header": "60s"}}
-    proc = router_proc(doc)
+    doc, https_port, kwargs = https_doc(doc, [pki.issue("site", "acme.example.com")])
+    proc = router_proc(doc, **kwargs)
     resident = wait_until(lambda: proc.metric("stamp_router_worker_resident_memory_bytes", worker=0), 10,
                           message="the worker's resident memory in /metrics")
     digest = proc.admin_json("/config")["digest"]
@@ -78,10 +82,17 @@ def test_over_max_memory_a_worker_sheds_and_recovers(backends, router_proc):
         assert b"\r\nRetry-After: 5\r\n" in head and b"\r\nConnection: close\r\n" in head
         assert json.loads(body or read_response(early, 10))["kind"] == "overloaded"
 
-        # A new connection waits in the listen queue: not answered while the worker sheds.
+        # A new connection waits in the listen queue: not answered while the worker sheds;
+        # on the https listener, not even its handshake.
         late = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
         late.sendall(REQUEST)
+        tls_late: list = []
+        tls_client = threading.Thread(target=lambda: tls_late.append(
+            https_get(https_port, pki.client_context(), "acme.example.com", headers={"X-Tenant-ID": "acme"},
+                      timeout=30)), daemon=True)
+        tls_client.start()
         assert read_response(late, 1.0) == b""
+        assert not tls_late
     finally:
         for sock in inflating:
             sock.close()
@@ -89,6 +100,8 @@ def test_over_max_memory_a_worker_sheds_and_recovers(backends, router_proc):
     wait_until(lambda: proc.metric("stamp_router_overload_shedding") == 0, 15, message="the worker recovered")
     answer = read_response(late, 10)
     assert status_of(answer) == 200, answer[:300]
+    tls_client.join(20)
+    assert tls_late and tls_late[0][0] == 200, tls_late
     assert "under" in proc.stderr().split("reached limits.max_memory", 1)[1]
     wait_until(lambda: proc.admin("GET", "/readyz")[0] == 200, 10, message="ready again")
     assert proc.metric("stamp_router_overload_entered_total") == 1
