@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -24,27 +25,39 @@ UPSTREAM_TIMEOUT = 1.0
 SLACK = 3.0
 
 
+@dataclass
+class Bench:
+    proc: RouterProcess
+    fault: FaultBackend           # the only backend of stamp "bad"
+    mixed_fault: FaultBackend     # beside `good` in stamp "mixed"
+    silent: FaultBackend          # beside `good` in stamp "silent-and-good"
+    good: Backend
+
+
 @pytest.fixture(scope="module")
 def bench(bg, tmp_path_factory):
     fault = bg.run(FaultBackend().start())
     mixed_fault = bg.run(FaultBackend().start())
+    silent = bg.run(FaultBackend().start())
     good = bg.run(start_backend(Backend("good")))
     with black_hole() as hole:
         doc = {"routing": {"sources": ["header"], "balance": "round_robin"},
                "stamps": [stamp("bad", [fault.address]), stamp("hole", [hole]),
                           stamp("hole-and-good", [hole, good.address]),
-                          stamp("mixed", [mixed_fault.address, good.address])],
-               "tenants": {"bad": "bad", "hole": "hole", "hole-and-good": "hole-and-good", "mixed": "mixed"},
+                          stamp("mixed", [mixed_fault.address, good.address]),
+                          stamp("silent-and-good", [silent.address, good.address])],
+               "tenants": {"bad": "bad", "hole": "hole", "hole-and-good": "hole-and-good", "mixed": "mixed",
+                           "silent-and-good": "silent-and-good"},
                "timeouts": {"connect": CONNECT_TIMEOUT, "upstream": UPSTREAM_TIMEOUT},
                "retry": {"attempts": 1},
                "outlier": {"consecutive_failures": 2, "base_ejection": "60s"}}
         proc = RouterProcess(tmp_path_factory.mktemp("backend-faults"), doc).start()
         try:
-            yield proc, fault, mixed_fault, good
+            yield Bench(proc, fault, mixed_fault, silent, good)
         finally:
             proc.stop()
-            bg.run(fault.stop())
-            bg.run(mixed_fault.stop())
+            for backend in (fault, mixed_fault, silent):
+                bg.run(backend.stop())
             bg.run(stop_backend(good))
 
 
@@ -62,7 +75,7 @@ def timed(proc, tenant: str, path: str, method: str = "GET", body: bytes | None 
     ("hole", "/", 504, "upstream_timeout", CONNECT_TIMEOUT),           # SYN dropped
 ], ids=["silent", "half-head", "malformed", "huge-head", "black-hole"])
 def test_a_backend_fault_is_answered_with_its_status_within_its_timeout(bench, tenant, path, status, kind, timeout):
-    proc, fault, _, _ = bench
+    proc, fault = bench.proc, bench.fault
     before = fault.paths[path]
     got, data, elapsed = timed(proc, tenant, path)
     assert got == status, data
@@ -76,7 +89,7 @@ def test_a_backend_fault_is_answered_with_its_status_within_its_timeout(bench, t
 def test_a_response_cut_short_is_cut_short_for_the_client(bench, path):
     """The head and half the body are already with the client: the router can only end the
     connection before the announced length, never pad it or mark it complete."""
-    proc, _, _, _ = bench
+    proc = bench.proc
     conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=10)
     conn.request("GET", path, headers={"X-Tenant-ID": "bad"})
     resp = conn.getresponse()
@@ -91,7 +104,7 @@ def test_a_response_cut_short_is_cut_short_for_the_client(bench, path):
 def test_a_failing_backend_is_retried_when_safe_then_ejected(bench):
     """GETs that fail before any response are resent to the stamp's other backend (all
     answered 200); after two failures in a row the failing backend is ejected."""
-    proc, _, mixed_fault, good = bench
+    proc, mixed_fault, good = bench.proc, bench.mixed_fault, bench.good
     statuses = [timed(proc, "mixed", "/half-head?n=%d" % n)[0] for n in range(6)]
     assert statuses == [200] * 6
     assert proc.metric("stamp_router_retries_total", stamp="mixed") >= 1
@@ -105,18 +118,26 @@ def test_a_failing_backend_is_retried_when_safe_then_ejected(bench):
 def test_a_request_that_may_have_been_acted_on_is_not_resent(bench):
     """A POST whose body the backend took, then closed without answering: 502, sent once.
     (The backend may have acted on it; only the client can decide to send it again.)"""
-    proc, _, _, _ = bench
-    fault = bench[1]
+    proc, fault = bench.proc, bench.fault
     before = fault.paths["/half-head"]
     status, data, _ = timed(proc, "bad", "/half-head", "POST", b"x" * 1000)
     assert status == 502, data
     assert fault.paths["/half-head"] == before + 1
 
 
+def test_a_request_the_backend_took_and_never_answered_is_not_resent(bench):
+    """504 after timeouts.upstream, and not sent to the stamp's other backend: the first
+    may still be working on it. (Round robin: one of two requests starts at each.)"""
+    proc, good = bench.proc, bench.good
+    statuses = sorted(timed(proc, "silent-and-good", "/silent-once")[0] for _ in range(2))
+    assert statuses == [200, 504]
+    assert bench.silent.paths["/silent-once"] == 1 and len(good.hits("/silent-once")) == 1
+
+
 def test_a_connect_that_times_out_is_retried_on_another_backend(bench):
     """Nothing was sent to a black hole: the request goes to the other backend, whatever
     its method."""
-    proc, _, _, good = bench
+    proc, good = bench.proc, bench.good
     before = len(good.hits("/after-hole"))
     for n in range(2):    # round robin: one of the two starts at the black hole
         status, data, elapsed = timed(proc, "hole-and-good", "/after-hole", "POST", b"y" * 10)
@@ -126,7 +147,7 @@ def test_a_connect_that_times_out_is_retried_on_another_backend(bench):
 
 
 def test_the_router_serves_on_after_every_fault(bench):
-    proc, _, _, good = bench
+    proc, good = bench.proc, bench.good
     status, data, _ = timed(proc, "mixed", "/fine")
     assert status == 200 and json.loads(data)["stamp"] == "good"
     assert "Traceback" not in proc.stderr()
