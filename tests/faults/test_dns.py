@@ -113,6 +113,16 @@ def test_dns_counts_that_cannot_be_kept_end_the_pass_before_any_write(bind, regi
     assert answers(bind, name, "A") == {"203.0.113.1", "203.0.113.2", "203.0.113.3"}
 
 
+def test_dns_counts_that_cannot_be_written_end_the_pass_before_any_write(bind, registry, tmp_path, uniq):
+    name = f"nowrite-{uniq}"
+    # Nothing can be created in /proc, not even by root: the first save fails.
+    config = cron_config(tmp_path, registry, bind, name, state_file="/proc/self/dns-state.json")
+    done = cron_run(config)
+    assert done.returncode == 1
+    assert "state_error: cannot keep the hysteresis counts in /proc/self/dns-state.json" in done.stderr, done.stderr
+    assert answers(bind, name, "A") == set()          # the create it planned was not written
+
+
 # -- the server fails in the middle of a pass -----------------------------------------
 
 class UpdateFaults(TcpRelay):
