@@ -36,7 +36,9 @@ class TenantLoad:
 
     def ended(self, tenant: str, stamp: str, method: bytes) -> None:
         key = (tenant, stamp)
-        c = self.counts[key]
+        c = self.counts.get(key)
+        if c is None:                # never counted: a miscount must not fail a request
+            return
         c[REQUESTS] -= 1
         if method not in SAFE:
             c[WRITES] -= 1

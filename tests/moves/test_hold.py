@@ -114,3 +114,35 @@ def test_a_router_restarted_while_paused_comes_back_paused(router, stamps):
     assert sock.recv(4096).startswith(b"HTTP/1.1 200")
     sock.close()
     assert [(a.stamp, a.path) for a in stamps.arrivals] == [("new", "/after-restart")]
+
+
+def test_an_open_websocket_counts_as_in_flight_on_its_stamp_until_it_closes(tmp_path):
+    """The drain waits for tunnels too: a WebSocket can carry writes."""
+    import aiohttp
+
+    from tests.support.router_proc import stamp
+    from tests.support.servers import Backend, BackgroundLoop, start_backend, stop_backend
+
+    loop = BackgroundLoop()
+    backend = loop.run(start_backend(Backend("old")))
+    token = tmp_path / "token"
+    token.write_text("t")
+    doc = {"admin": {"token_file": str(token)}, "routing": {"sources": ["header"]},
+           "stamps": [stamp("old", [backend.address]), stamp("new", [backend.address])], "tenants": {"acme": "old"}}
+    r = RouterProcess(tmp_path, doc).start()
+
+    async def talk() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{r.port}/ws", headers={"X-Tenant-ID": "acme"}) as ws:
+                await ws.send_str("hi")
+                assert (await ws.receive()).data == "old:hi"
+                info = tenant_info(r, "acme")
+                assert info["in_flight"] == {"old": {"requests": 0, "writes": 0, "tunnels": 1}}
+
+    try:
+        loop.run(talk())
+        wait_until(lambda: tenant_info(r, "acme")["in_flight"] == {}, 20, message="the tunnel counted out")
+    finally:
+        r.stop()
+        loop.run(stop_backend(backend))
+        loop.close()

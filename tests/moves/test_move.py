@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.moves.support import Traffic, move, router_doc, tenant_info
+from tests.moves.support import AUTH, Traffic, move, router_doc, tenant_info
 from tests.support.router_proc import RouterProcess
 from tests.support.servers import wait_until
 
@@ -127,3 +127,15 @@ def test_moving_an_unpinned_tenant_pins_it_and_a_rollback_unpins_it(router, stam
     status, body = move(router, "zed", {"to": target})
     assert status == 200
     assert tenant_info(router, "zed")["pin"] == {"stamp": target, "mode": "read-write"}
+
+
+def test_a_config_reload_during_a_move_waits_for_the_move_to_end(router, stamps):
+    stamps.hook.delay = 1.5
+    status, _ = move(router, "acme", {"to": "new"}, "?wait=false")
+    assert status == 202
+    wait_until(lambda: stamps.hook.calls, 20, message="the hook to be called")
+    status, _, data = router.admin("POST", "/config/reload?force=true", b"", AUTH)
+    # The reload was answered only after the move: the move had completed when it ran.
+    info = tenant_info(router, "acme")
+    assert info["moving"] is False and info["move"]["outcome"] == "completed"
+    assert status == 200, data
