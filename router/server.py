@@ -262,10 +262,11 @@ class Supervisor:
         }
 
     def _memory_check(self) -> dict:
-        """Not ready while every worker is over limits.max_memory (as last reported, about
-        once a second): a load balancer then sends its traffic elsewhere until one recovers."""
+        """Not ready while a worker is over limits.max_memory (as last reported, about once a
+        second): the kernel keeps sending its share of new connections to its own listening
+        socket, where they wait, so a load balancer should send them elsewhere meanwhile."""
         shedding = self.metrics.workers_shedding()
-        return {"ok": shedding == 0 or shedding < len(self.pool.current()), "workers_shedding": shedding}
+        return {"ok": shedding == 0, "workers_shedding": shedding}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:

@@ -188,7 +188,7 @@ class Limits(Section):
     max_body_bytes: Size = Field(100 * 1024**2, description="Largest request body; larger is 413.")
     tenant_rate: float = Field(0.0, ge=0, allow_inf_nan=False, description="Requests per second each tenant may send through this router process, after its burst; more is 429 with Retry-After. 0: no limit.")
     tenant_burst: int | None = Field(None, ge=1, description="Requests a tenant may send at once on top of tenant_rate (the bucket size). Default: one second's worth, at least 1.")
-    max_memory: Size | None = Field(None, ge=1, description="Resident memory of each worker process past which it stops accepting connections and answers new requests 503 with Retry-After, until it is under 90 % of it again. Default: no limit.")
+    max_memory: Size | None = Field(None, ge=1, description="Resident memory of each worker process past which it stops accepting connections and answers new requests 503 with Retry-After, until it is under 90 % of it again; a worker that cannot get under it with nothing left to shed is replaced. Default: no limit.")
 
 
 class Upstream(Section):

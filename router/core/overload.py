@@ -12,6 +12,10 @@ The rules kept here
    limit, so that a worker hovering at the limit does not flap between the two states
    at every check.
 4. Any other reading leaves the state as it is.
+5. A worker that has shed for STUCK_AFTER seconds with no connection left open cannot
+   get under by shedding more (a heap it cannot give back, a leak): it is replaced by a
+   fresh one. Its own listen queue is not served by the other workers (one socket per
+   worker), so waiting on it forever would stall those connections for good.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import enum
 
 # Below this share of limits.max_memory a shedding worker takes work again.
 RECOVER_SHARE = 0.9
+# Seconds a worker may shed with nothing open before it is replaced (rule 5): long enough
+# for what the last connections held to be freed and given back.
+STUCK_AFTER = 5.0
 
 
 class Pressure(enum.Enum):
@@ -52,3 +59,8 @@ def reading(resident: int, limit: int | None) -> Reading:
 
 def next_pressure(state: Pressure, resident: int, limit: int | None) -> Pressure:
     return TRANSITIONS.get((state, reading(resident, limit)), state)
+
+
+def stuck(state: Pressure, nothing_open_for: float) -> bool:
+    """Rule 5: shedding, with no connection open for STUCK_AFTER seconds."""
+    return state is Pressure.SHEDDING and nothing_open_for >= STUCK_AFTER

@@ -48,7 +48,7 @@ PR_SET_PDEATHSIG = 1
 # at start, and requests allocate few cyclic objects.
 GC_GEN0_THRESHOLD = 20000
 # Exit codes the supervisor reads.
-EXIT_OK, EXIT_CRASH, EXIT_OUT_OF_SYNC = 0, 70, 75
+EXIT_OK, EXIT_CRASH, EXIT_OUT_OF_SYNC, EXIT_OVER_MEMORY = 0, 70, 75, 76
 
 
 @dataclass
@@ -146,7 +146,8 @@ class Worker:
         if tls is not None:
             tls.adopt(spec.snapshot.config, spec.snapshot.valid.base_dir)   # forked mid-apply: the new pairs
         self.proxy = ProxyServer(self.state, self.metrics, AccessLog() if spec.access_log else None, spec.workers,
-                                 upstream_tls=tls.upstream_for if tls is not None else None, tls=tls)
+                                 upstream_tls=tls.upstream_for if tls is not None else None, tls=tls,
+                                 on_memory_stuck=self._over_memory)
         self.reporters[ReportKind.COUNTERS] = self._counters_if_due
         self.reporters[ReportKind.DEMAND] = self._demand
         self._next_counters = 0.0
@@ -163,6 +164,11 @@ class Worker:
         return self._exit_code
 
     _exit_code = EXIT_OK
+
+    def _over_memory(self) -> None:
+        """Past limits.max_memory with nothing left to shed (router.core.overload rule 5)."""
+        self._exit_code = EXIT_OVER_MEMORY
+        self.stopping.set()
 
     # -- messages from the supervisor -------------------------------------------------
     def _on_message(self, kind: Kind, msg: Message) -> Any:

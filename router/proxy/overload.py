@@ -16,7 +16,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from router.core.overload import RECOVER_SHARE, Pressure, next_pressure
+from router.core.overload import RECOVER_SHARE, STUCK_AFTER, Pressure, next_pressure, stuck
 
 if TYPE_CHECKING:
     from router.proxy.server import ProxyServer
@@ -65,8 +65,10 @@ class MemoryGuard:
         self.pressure = Pressure.NORMAL
         self._trim = _malloc_trim()
         self._warned_unmeasured = False
+        self._open_at = 0.0              # the last check that found a connection open
+        self._replacing = False
 
-    def check(self) -> None:
+    def check(self, now: float) -> None:
         limit = self.server.state.snapshot.config.limits.max_memory
         resident = self.memory.read()
         if resident is None:
@@ -82,8 +84,16 @@ class MemoryGuard:
             resident = self._shrink() or resident
         metrics = self.server.metrics
         metrics.resident_memory = resident
+        if self.server.connections or self.pressure is Pressure.NORMAL:
+            self._open_at = now
         state = next_pressure(self.pressure, resident, limit)
         if state is self.pressure:
+            if stuck(state, now - self._open_at) and not self._replacing:
+                self._replacing = True
+                log.error("resident memory %d MiB is still past %d MiB with no connection left to shed for %.0f s: "
+                          "this worker exits to be replaced by a fresh one", resident // _MiB,
+                          int(limit * RECOVER_SHARE) // _MiB, STUCK_AFTER)
+                self.server.memory_stuck()
             return
         self.pressure = state
         metrics.overload_shedding = 1 if state is Pressure.SHEDDING else 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Coroutine
+from typing import Callable, Coroutine
 
 from router.metrics import ProxyMetrics
 from router.proxy.access_log import AccessLog
@@ -31,8 +31,10 @@ DRAIN_IDLE_GRACE = 1.0
 
 class ProxyServer:
     def __init__(self, state: RouterState, metrics: ProxyMetrics, access_log: AccessLog | None = None,
-                 workers: int = 1, upstream_tls=None, tls=None) -> None:
+                 workers: int = 1, upstream_tls=None, tls=None,
+                 on_memory_stuck: Callable[[], None] | None = None) -> None:
         self.state = state
+        self._on_memory_stuck = on_memory_stuck    # the worker's: exit to be replaced (overload rule 5)
         self.metrics = metrics
         self.access_log = access_log
         self.loop = asyncio.get_running_loop()
@@ -153,6 +155,10 @@ class ProxyServer:
     def shedding(self) -> bool:
         return self.guard.shedding
 
+    def memory_stuck(self) -> None:
+        if self._on_memory_stuck is not None:
+            self._on_memory_stuck()
+
     @property
     def sockets(self):
         return [sock for server in self._servers for sock in server.sockets]
@@ -170,7 +176,7 @@ class ProxyServer:
         self.pools.sweep(now)
         if self.access_log is not None:
             self.access_log.flush()
-        self.guard.check()
+        self.guard.check(now)
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish (bounded), then close everything."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.core.overload import Pressure, next_pressure
+from router.core.overload import STUCK_AFTER, Pressure, next_pressure, stuck
 
 N, S = Pressure.NORMAL, Pressure.SHEDDING
 LIMIT = 1000
@@ -23,3 +23,12 @@ LIMIT = 1000
 ])
 def test_transitions(state, resident, limit, expected):
     assert next_pressure(state, resident, limit) is expected
+
+
+@pytest.mark.parametrize(("state", "nothing_open_for", "expected"), [
+    (S, STUCK_AFTER, True),
+    (S, STUCK_AFTER - 0.1, False),      # the last connections' memory may still be on its way back
+    (N, STUCK_AFTER * 10, False),       # an idle worker under its limit is just idle
+])
+def test_a_worker_shedding_with_nothing_open_is_replaced(state, nothing_open_for, expected):
+    assert stuck(state, nothing_open_for) is expected

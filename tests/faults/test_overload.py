@@ -13,6 +13,7 @@ import threading
 
 from tests.support.raw import status_of
 from tests.support.router_proc import stamp
+from router.core.overload import STUCK_AFTER
 from tests.support.servers import wait_until
 from tests.tls.support import Pki, https_doc, https_get
 
@@ -110,3 +111,31 @@ def test_over_max_memory_a_worker_sheds_and_recovers(backends, router_proc, tmp_
     early.close()
     status, _, data = proc.request(headers={"X-Tenant-ID": "acme"})
     assert status == 200 and json.loads(data)["stamp"] == "eu-1"
+
+
+def test_a_worker_that_cannot_get_under_the_limit_is_replaced(backends, router_proc):
+    """A limit below what a worker needs at rest: it sheds, has nothing to shed, and after
+    STUCK_AFTER seconds exits to be replaced (a leak or a heap it cannot give back ends
+    the same way). Raising the limit again serves."""
+    (backend,) = backends("eu-1")
+    doc = {"routing": {"sources": ["header"]}, "stamps": [stamp("eu-1", [backend.address])],
+           "tenants": {"acme": "eu-1"}}
+    proc = router_proc(doc)
+    resident = wait_until(lambda: proc.metric("stamp_router_worker_resident_memory_bytes", worker=0), 10,
+                          message="the worker's resident memory in /metrics")
+    digest = proc.admin_json("/config")["digest"]
+    proc.write_config({**proc.doc, "limits": {"max_memory": int(resident) // 2}})
+    wait_until(lambda: proc.admin_json("/config")["digest"] != digest, 15, message="the limit reloaded")
+    wait_until(lambda: proc.metric("stamp_router_worker_restarts_total", worker=0) >= 1, STUCK_AFTER + 10,
+               message="the worker replaced")
+    assert "no connection left to shed" in proc.stderr()
+    assert "exited with 76" in proc.stderr()
+    proc.write_config({**proc.doc, "limits": {}})
+    wait_until(lambda: answers_200(proc), 20, message="serving again under no limit")
+
+
+def answers_200(proc) -> bool:
+    try:
+        return proc.request(headers={"X-Tenant-ID": "acme"}, timeout=2)[0] == 200
+    except OSError:
+        return False            # a connection left in the queue of a worker being replaced
