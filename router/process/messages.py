@@ -32,7 +32,7 @@ class Kind(enum.StrEnum):
     SHARES = "shares"        # rate-limit shares: tenant -> this worker's share of tenant_rate
     COLLECT = "collect"      # the worker's counters, now (answered)
     TENANT = "tenant"        # one tenant's work in flight by stamp, and its held requests (answered)
-    DRAIN = "drain"          # stop accepting, finish what is in flight, exit
+    DRAIN = "drain"          # stop accepting, finish what is in flight, exit (answered, when asked, once not accepting)
     CERTS = "certs"          # reread the TLS certificate, key and CA files (they changed, or SIGHUP)
     # worker -> supervisor
     READY = "ready"          # accepting on the shared listeners

@@ -36,6 +36,9 @@ log = logging.getLogger("stamp_router.supervisor")
 READY_TIMEOUT = 30.0
 # A pin edit not acknowledged in this time: the worker is stuck, and is replaced.
 PUSH_TIMEOUT = 10.0
+# How long a new generation waits for the old one to say it accepts no more; a worker
+# that does not say so in time drains all the same, it is only not waited for.
+DRAIN_ACK_TIMEOUT = 5.0
 # Deaths within this window count as one crash loop; from the third on, restarts wait.
 CRASH_WINDOW = 60.0
 CRASH_LOOP_DEATHS = 3
@@ -191,9 +194,10 @@ class WorkerPool:
         self.slots = [Slot(i, SlotState.SERVING, p, restarts=old_slots[i].restarts if i < len(old_slots) else 0)
                       for i, p in enumerate(procs)]
         self.generation = generation
-        for p in list(self.procs):
-            if p.generation < generation:
-                self._tell(p, Kind.DRAIN)
+        # Returns once the old generation accepts no more (or could not say so in time):
+        # from then on every new connection is the new generation's.
+        old = [p for p in self.procs if p.generation < generation and not p.channel.closed]
+        await asyncio.gather(*(p.channel.request(Kind.DRAIN, DRAIN_ACK_TIMEOUT) for p in old), return_exceptions=True)
 
     def _tell(self, proc: WorkerProc, kind: Kind, **body: Any) -> None:
         try:

@@ -208,6 +208,11 @@ class Worker:
             tenant = msg["tenant"]
             self.channel.answer(msg, stamps=self.proxy.tenant_load.of(tenant), held=self.proxy.holds.of(tenant))
         elif kind is Kind.DRAIN:
+            # Answered once this worker accepts no more: a new generation's supervisor
+            # answers a config change only then, so the next connection sees the change.
+            self.proxy.stop_accepting()
+            if "id" in msg:
+                self.channel.answer(msg)
             self.stopping.set()
         elif kind is Kind.CERTS:
             # The supervisor watches the files; the contexts are this process's own since

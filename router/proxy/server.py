@@ -178,13 +178,17 @@ class ProxyServer:
             self.access_log.flush()
         self.guard.check(now)
 
-    async def drain(self, timeout: float) -> None:
-        """Stop accepting, let in-flight requests finish (bounded), then close everything."""
+    def stop_accepting(self) -> None:
+        """The first step of a drain; idempotent."""
         self.draining = True
         for server in self._servers:
             server.close()
         for accepting in self._https:
             accepting.cancel()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), then close everything."""
+        self.stop_accepting()
         deadline = self.loop.time() + timeout
         idle_until = self.loop.time() + min(timeout, DRAIN_IDLE_GRACE)
         while self.connections and self.loop.time() < idle_until:
