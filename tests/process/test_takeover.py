@@ -114,6 +114,22 @@ def test_an_incompatible_takeover_is_refused_and_the_old_router_serves_on(router
     assert "takeover by version 9.9.9 refused" in router.stderr()
 
 
+def test_a_successor_of_another_takeover_protocol_exits_1_and_the_old_router_serves_on(router_proc, doc):
+    # A real `serve --takeover` whose takeover protocol is another number, as a release
+    # that changed what is handed over would be.
+    router = router_proc(doc)
+    code = ("import sys, router.process.takeover as t; t.PROTOCOL = 99; from router.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", code, "serve", "-c", str(router.config_path), "--takeover"],
+                         capture_output=True, text=True, timeout=60, env=router.env)
+    assert out.returncode == 1
+    assert "cannot take over: the running router refused the takeover: incompatible versions" in out.stderr
+    assert router.proc.poll() is None
+    assert router.request(headers={"X-Tenant-ID": "acme"})[0] == 200
+    status, _, _ = router.admin("PUT", "/tenants/acme", body=b"eu-2", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200                                     # still taking changes
+
+
 def test_a_successor_that_goes_away_leaves_the_old_router_in_charge(router_proc, doc):
     router = router_proc(doc)
     with takeover_client(router, b'{"hello": 1, "version": "test"}') as conn:
