@@ -15,53 +15,62 @@ from __future__ import annotations
 from typing import Any
 
 SAFE = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE"))
-REQUESTS, WRITES, TUNNELS = range(3)
 
 
 class TenantLoad:
-    __slots__ = ("counts", "tunnels")
+    # Three flat tables of (tenant, stamp) -> count rather than one of [requests, writes,
+    # tunnels] lists: a request then costs two small-int stores and allocates no list
+    # (measured: about a third of the time of the list form for a tenant's lone request).
+    __slots__ = ("requests", "writes", "open_tunnels", "tunnels")
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], list[int]] = {}      # (tenant, stamp) -> [requests, writes, tunnels]
+        self.requests: dict[tuple[str, str], int] = {}
+        self.writes: dict[tuple[str, str], int] = {}
+        self.open_tunnels: dict[tuple[str, str], int] = {}
         self.tunnels: dict[Any, tuple[str, str]] = {}           # upstream connection -> (tenant, stamp)
 
     def started(self, tenant: str, stamp: str, method: bytes) -> None:
         key = (tenant, stamp)
-        c = self.counts.get(key)
-        if c is None:
-            c = self.counts[key] = [0, 0, 0]
-        c[REQUESTS] += 1
+        table = self.requests
+        table[key] = table.get(key, 0) + 1
         if method not in SAFE:
-            c[WRITES] += 1
+            table = self.writes
+            table[key] = table.get(key, 0) + 1
 
     def ended(self, tenant: str, stamp: str, method: bytes) -> None:
         key = (tenant, stamp)
-        c = self.counts.get(key)
-        if c is None:                # never counted: a miscount must not fail a request
-            return
-        c[REQUESTS] -= 1
+        table = self.requests
+        n = table.pop(key, 0) - 1         # inline: this runs once per request
+        if n > 0:
+            table[key] = n
         if method not in SAFE:
-            c[WRITES] -= 1
-        if not (c[REQUESTS] or c[TUNNELS]):
-            del self.counts[key]
+            _down(self.writes, key)
 
     def tunnel_opened(self, upstream: Any, tenant: str, stamp: str) -> None:
         key = (tenant, stamp)
         self.tunnels[upstream] = key
-        c = self.counts.get(key)
-        if c is None:
-            c = self.counts[key] = [0, 0, 0]
-        c[TUNNELS] += 1
+        self.open_tunnels[key] = self.open_tunnels.get(key, 0) + 1
 
     def tunnel_closed(self, upstream: Any) -> None:
         key = self.tunnels.pop(upstream, None)
-        if key is None:
-            return
-        c = self.counts[key]
-        c[TUNNELS] -= 1
-        if not (c[REQUESTS] or c[TUNNELS]):
-            del self.counts[key]
+        if key is not None:
+            _down(self.open_tunnels, key)
 
     def of(self, tenant: str) -> dict[str, list[int]]:
         """stamp -> [requests, writes, tunnels] of one tenant."""
-        return {stamp: list(c) for (t, stamp), c in self.counts.items() if t == tenant}
+        out: dict[str, list[int]] = {}
+        for index, table in enumerate((self.requests, self.writes, self.open_tunnels)):
+            for (t, stamp), n in table.items():
+                if t == tenant:
+                    out.setdefault(stamp, [0, 0, 0])[index] = n
+        return out
+
+
+def _down(table: dict[tuple[str, str], int], key: tuple[str, str]) -> None:
+    """One less; the entry goes at zero, so a table is as large as the work in flight. A
+    key never counted up is left alone: a miscount must not fail a request."""
+    n = table.get(key, 0) - 1
+    if n > 0:
+        table[key] = n
+    else:
+        table.pop(key, None)
