@@ -116,13 +116,14 @@ async def serve_https(server: ProxyServer, listener: socket.socket) -> None:
 
 
 class TlsConnection(ClientConnection):
-    __slots__ = ("sni", "peer_cn", "default_names")
+    __slots__ = ("sni", "peer_cn", "default_names", "host_ok")
 
     def __init__(self, server: ProxyServer, addr) -> None:
         super().__init__(server)
         self.sni: str | None = None
         self.peer_cn: str | None = None
         self.default_names: tuple[str, ...] = ()
+        self.host_ok: bytes | None = None      # the Host last found to match, as sent
         self.scheme = b"https"
         if addr:
             self.client_ip = addr[0]
@@ -164,6 +165,10 @@ class TlsConnection(ClientConnection):
 
     def on_headers_complete(self) -> None:
         host = self.cur.host_b
+        if host is not None and host == self.host_ok:
+            # A keep-alive client sends the same Host each time: checked once per connection.
+            ClientConnection.on_headers_complete(self)
+            return
         sni = self.sni
         if sni is not None:
             ok = host_matches_sni(host, sni)
@@ -174,6 +179,7 @@ class TlsConnection(ClientConnection):
             self.server.metrics.misdirected += 1
             raise RouterError(ErrorKind.MISDIRECTED, "the Host is not the name this TLS connection was opened "
                                                      "for (SNI); open a connection for it")
+        self.host_ok = host
         ClientConnection.on_headers_complete(self)
 
 

@@ -198,3 +198,22 @@ def test_certs_endpoint_and_expiry_metric_show_each_pair(site):
     assert "PRIVATE KEY" not in json.dumps(certs)
     assert router.metric("stamp_router_tls_certificate_expiry_timestamp_seconds", cert_file=first["cert_file"],
                          names="api.example.com", key_type="ECDSA") == first["not_after"] > 0
+
+
+def test_each_request_of_a_keep_alive_connection_is_checked_against_the_sni(site, pki):
+    router, port, _ = site
+    ctx = pki.client_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="acme.t.example.com") as tls:
+        reader = tls.makefile("rb")
+        for host, want in (("acme.t.example.com", b" 200 "), ("acme.t.example.com:443", b" 200 "),
+                           ("victim.t.example.com", b" 421 ")):
+            tls.sendall(b"GET /k HTTP/1.1\r\nHost: %s\r\n\r\n" % host.encode())
+            status = reader.readline()
+            assert want in status, (host, status)
+            length = 0
+            while (line := reader.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+    assert router.metric("stamp_router_misdirected_requests_total") == 1
