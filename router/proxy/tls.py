@@ -81,8 +81,10 @@ async def serve_https(server: ProxyServer, listener: socket.socket) -> None:
     """
     loop = server.loop
     fd = listener.fileno()
+    resting = False                            # accept is failing for want of a resource
 
     def on_readable() -> None:
+        nonlocal resting
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, addr = listener.accept()
@@ -91,10 +93,14 @@ async def serve_https(server: ProxyServer, listener: socket.socket) -> None:
             except ConnectionAbortedError:
                 continue                       # gone before it was taken
             except OSError as exc:
-                log.error("https: accept failed (%s); retrying in %.1f s", exc.strerror or exc, ACCEPT_RETRY_DELAY)
+                if not resting:              # once per streak, not ten lines a second
+                    log.error("https: accept failed (%s); retrying every %.1f s", exc.strerror or exc,
+                              ACCEPT_RETRY_DELAY)
+                resting = True
                 loop.remove_reader(fd)
                 loop.call_later(ACCEPT_RETRY_DELAY, resume)
                 return
+            resting = False
             # Left blocking: connect_accepted_socket makes it non-blocking itself (one
             # ioctl per connection, not two).
             conn = TlsConnection(server, addr)

@@ -217,3 +217,27 @@ def test_each_request_of_a_keep_alive_connection_is_checked_against_the_sni(site
                     length = int(line.split(b":")[1])
             reader.read(length)
     assert router.metric("stamp_router_misdirected_requests_total") == 1
+
+
+def test_out_of_file_descriptors_the_listener_rests_and_then_accepts_again(site, pki):
+    import os
+    import resource
+    router, port, _ = site
+    worker = int(open(f"/proc/{router.proc.pid}/task/{router.proc.pid}/children").read().split()[0])
+    in_use = len(os.listdir(f"/proc/{worker}/fd"))
+    old = resource.prlimit(worker, resource.RLIMIT_NOFILE)
+    resource.prlimit(worker, resource.RLIMIT_NOFILE, (in_use + 2, old[1]))
+    held = []
+    try:
+        for _ in range(6):                 # more than the worker can take: accept fails (EMFILE)
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        wait_until(lambda: "https: accept failed" in router.stderr(), 10, message="the failure logged")
+    finally:
+        resource.prlimit(worker, resource.RLIMIT_NOFILE, old)
+        for sock in held:
+            sock.close()
+    # The listener was rested, not abandoned: new connections are served.
+    assert https_get(port, pki.client_context(), "api.example.com", headers={"X-Tenant-ID": "acme"},
+                     timeout=20)[0] == 200
+    assert router.stderr().count("https: accept failed") == 1
+    assert "Traceback" not in router.stderr()
