@@ -139,3 +139,33 @@ def test_a_config_reload_during_a_move_waits_for_the_move_to_end(router, stamps)
     info = tenant_info(router, "acme")
     assert info["moving"] is False and info["move"]["outcome"] == "completed"
     assert status == 200, data
+
+
+def test_a_move_while_a_config_change_is_being_applied_is_409(tmp_path, stamps):
+    """A reload of 300,000 pins keeps the reloader busy long enough to be seen: a move
+    asked meanwhile is refused (the move names an unknown stamp, so that one that got
+    through the busy check is refused with 422, never run)."""
+    import json as _json
+    import threading
+
+    pins = {f"t{i}": "old" for i in range(300_000)}
+    (tmp_path / "tenants.json").write_text(_json.dumps(pins))
+    doc = router_doc(stamps, tmp_path, tenants_file="tenants.json")
+    r = RouterProcess(tmp_path, doc).start(timeout=60)
+    try:
+        r.write_config({**r.doc, "version": "v2"})
+        answers = []
+        reload = threading.Thread(target=lambda: answers.append(r.admin("POST", "/config/reload", b"", AUTH)))
+        reload.start()
+        seen = set()
+        while reload.is_alive():
+            status, body = move(r, "acme", {"to": "nowhere"})
+            seen.add(status)
+            if status == 409:
+                assert "config change is being applied" in body["error"]
+        reload.join()
+        assert answers[0][0] == 200
+        assert 409 in seen, seen
+        assert move(r, "acme", {"to": "nowhere"})[0] == 422        # and once it is done, the move's own checks
+    finally:
+        r.stop()
