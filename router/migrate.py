@@ -6,7 +6,8 @@ workers serve them and persists like any push:
 
 - pause: `PUT /tenants/{id}` with the strategy's mode on every router;
 - drain: `GET /tenants/{id}` on every router until every one reports nothing (or no
-  write) of the tenant in flight; a router that does not answer fails the step;
+  write) of the tenant in flight; a router that does not answer fails the step (with
+  --close-tunnels, `DELETE /tenants/{id}/tunnels` first);
 - hook: run here, once (--hook-url or --hook-command, as [migration] describes them);
 - flip: every router asked first whether it still holds the paused pin (one that does not
   answer fails the move before anything flipped); then the new pin on every router, and
@@ -82,8 +83,9 @@ class Fleet:
 
 
 class FleetMove:
-    def __init__(self, fleet: Fleet, migration: Migration, out=sys.stderr) -> None:
+    def __init__(self, fleet: Fleet, migration: Migration, out=sys.stderr, close_tunnels: bool = False) -> None:
         self.fleet = fleet
+        self.close_tunnels = close_tunnels
         self.migration = migration
         self.out = out
         self.flipped: set[str] = set()        # routers that took the flip
@@ -147,6 +149,10 @@ class FleetMove:
         if move.step is Step.DRAIN:
             writes_only = move.strategy is Strategy.READ_ONLY
             rounds = 0
+            if self.close_tunnels:
+                _, errors = await fleet.each("DELETE", f"{path}/tunnels")
+                if errors:
+                    return Event.FAILED, "; ".join(errors.values())
             while True:
                 answers, errors = await fleet.each("GET", path)
                 if errors:
@@ -218,7 +224,7 @@ async def migrate(args) -> int:
               file=sys.stderr)
         return 1
     async with aiohttp.ClientSession() as session:
-        runner = FleetMove(Fleet(session, args.routers, token), migration)
+        runner = FleetMove(Fleet(session, args.routers, token), migration, close_tunnels=args.close_tunnels)
         try:
             move = await runner.prepare(args.tenant, args.to, Strategy(args.strategy), parse_duration(args.timeout),
                                         args.allow_cross_residency)
@@ -248,4 +254,6 @@ def add_parser(sub) -> None:
     hook.add_argument("--hook-command", nargs="+", metavar="ARG", help="run once with TENANT, FROM_STAMP, TO_STAMP "
                       "in its environment; exit 0 means the data is in place")
     p.add_argument("--allow-cross-residency", action="store_true", help="allow a stamp of another residency")
+    p.add_argument("--close-tunnels", action="store_true", help="close the tenant's WebSocket tunnels after the "
+                   "pause instead of waiting for them to end (their clients reconnect, and are held)")
     p.set_defaults(func=lambda args: asyncio.run(migrate(args)))

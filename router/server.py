@@ -223,8 +223,9 @@ class Supervisor:
             self.metrics.update(pid, answer["counters"])
         self.health.panic_routed = self.metrics.total().panic_routed
 
-    async def tenant_work(self, tenant: str) -> TenantWork:
-        answers, unanswered = await self.pool.ask_every(Kind.TENANT, TENANT_TIMEOUT, tenant=tenant)
+    async def tenant_work(self, tenant: str, close_tunnels: bool = False) -> TenantWork:
+        answers, unanswered = await self.pool.ask_every(Kind.TENANT, TENANT_TIMEOUT, tenant=tenant,
+                                                         close_tunnels=close_tunnels)
         stamps: dict[str, tuple[int, int, int]] = {}
         held = 0
         for answer in answers:

@@ -1,8 +1,11 @@
-"""GET /tenants/{id} (where a tenant is, what of it is in flight, its move) and
-POST /tenants/{id}/move (router.control.moves; behind the admin token like every write).
+"""GET /tenants/{id} (where a tenant is, what of it is in flight, its move),
+POST /tenants/{id}/move (router.control.moves) and DELETE /tenants/{id}/tunnels; the
+writes behind the admin token like every write.
 
     POST /tenants/{id}/move  {"to": STAMP, "strategy": "pause" | "read-only", "timeout": "30s",
-                              "allow_cross_residency": false}   ?wait=false: answer 202 at once
+                              "allow_cross_residency": false, "close_tunnels": false}
+                             ?wait=false: answer 202 at once
+    DELETE /tenants/{id}/tunnels   close the tenant's open WebSocket tunnels
 
     200  the move completed             409  already moving, a config change under way, same
     202  started (?wait=false)               stamp, another residency, a paused tenant
@@ -24,7 +27,7 @@ from router.config.validate import key_path
 from router.core.move import Event, Move, MoveRefused, Outcome, Strategy
 from router.core.tenant import is_valid_tenant
 
-MOVE_KEYS = {"to", "strategy", "timeout", "allow_cross_residency"}
+MOVE_KEYS = {"to", "strategy", "timeout", "allow_cross_residency", "close_tunnels"}
 # Longest a move may be given: a paused tenant's requests are answered 503 after
 # migration.hold_timeout anyway; a move of an hour is a mistake in the request.
 MAX_MOVE_TIMEOUT = 3600.0
@@ -85,12 +88,15 @@ async def post_move(request: web.Request) -> web.Response:
             return _bad("timeout", str(exc))
         if not 0 < timeout <= MAX_MOVE_TIMEOUT:
             return _bad("timeout", f"a move's timeout is more than 0 and at most {MAX_MOVE_TIMEOUT:.0f}s")
-    cross = body.get("allow_cross_residency", False)
-    if not isinstance(cross, bool):
-        return _bad("allow_cross_residency", "true or false")
+    flags = {}
+    for flag in ("allow_cross_residency", "close_tunnels"):
+        flags[flag] = body.get(flag, False)
+        if not isinstance(flags[flag], bool):
+            return _bad(flag, "true or false")
     moves = request.app[ADMIN_KEY].control.moves
     try:
-        task = moves.start(tenant, target, strategy, timeout, cross_residency=cross)
+        task = moves.start(tenant, target, strategy, timeout, cross_residency=flags["allow_cross_residency"],
+                           close_tunnels=flags["close_tunnels"])
     except MoveRefused as exc:
         return _bad(exc.path, exc.message, exc.status)
     if request.query.get("wait", "").lower() in ("0", "false", "no"):
@@ -98,6 +104,18 @@ async def post_move(request: web.Request) -> web.Response:
     # Shielded: a client that stops waiting does not stop the move.
     move = await asyncio.shield(task)
     return json_response(move.as_dict(), status=_status(move))
+
+
+async def delete_tunnels(request: web.Request) -> web.Response:
+    """Close the tenant's open WebSocket tunnels on every worker (a fleet move's drain,
+    `stamp-router migrate --close-tunnels`); answers what is in flight right after."""
+    if (refusal := authorize(request)) is not None:
+        return refusal
+    tenant = request.match_info["tenant"]
+    if not is_valid_tenant(tenant):
+        return _bad(key_path("tenants", tenant), "invalid tenant id: 1 to 128 of A-Z a-z 0-9 . _ -")
+    admin = request.app[ADMIN_KEY]
+    return json_response((await admin.tenant_work(tenant, close_tunnels=True)).as_dict())
 
 
 def _status(move: Move) -> int:
@@ -112,3 +130,4 @@ def _status(move: Move) -> int:
 def install(app: web.Application) -> None:
     app.router.add_get("/tenants/{tenant}", get_tenant)
     app.router.add_post("/tenants/{tenant}/move", post_move)
+    app.router.add_delete("/tenants/{tenant}/tunnels", delete_tunnels)

@@ -63,7 +63,7 @@ class Moves:
 
     # -- beginning ----------------------------------------------------------------------
     def start(self, tenant: str, target: str, strategy: Strategy, timeout: float | None,
-              cross_residency: bool = False) -> asyncio.Task:
+              cross_residency: bool = False, close_tunnels: bool = False) -> asyncio.Task:
         """Check the move and start it; MoveRefused (with its status) if it cannot begin."""
         if tenant in self.running:
             move = self.running[tenant]
@@ -90,7 +90,8 @@ class Moves:
         check_move(tenant, target, current, {name: s.residency for name, s in snap.stamps.items()},
                    cross_residency=cross_residency)
         move = begin(tenant, current, target, strategy, Pin(pinned, mode),
-                     timeout=timeout if timeout is not None else snap.config.migration.timeout, now=time.time())
+                     timeout=timeout if timeout is not None else snap.config.migration.timeout, now=time.time(),
+                     close_tunnels=close_tunnels)
         self.running[tenant] = move
         self.reloader.moves_running(len(self.running))
         self.moving.set(len(self.running))
@@ -144,9 +145,11 @@ class Moves:
         if move.step is Step.DRAIN:
             writes_only = move.strategy is Strategy.READ_ONLY
             polls = 0
-            while (await self.data_path.tenant_work(tenant)).busy(writes_only):
+            work = await self.data_path.tenant_work(tenant, close_tunnels=move.close_tunnels)
+            while work.busy(writes_only):
                 polls += 1
                 await asyncio.sleep(DRAIN_POLL)
+                work = await self.data_path.tenant_work(tenant)
             return Event.OK, f"nothing{' written' if writes_only else ''} in flight after {polls} poll(s)"
         if move.step is Step.HOOK:
             return Event.OK, await run_hook(self.data_path.snapshot().config.migration, tenant, move.source,

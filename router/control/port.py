@@ -61,5 +61,6 @@ class DataPath(Protocol):
         every process of the data path serves it; ConfigError and nothing changed if it
         cannot be served."""
 
-    async def tenant_work(self, tenant: str) -> TenantWork:
-        """The tenant's work in flight, summed over every process of the data path."""
+    async def tenant_work(self, tenant: str, close_tunnels: bool = False) -> TenantWork:
+        """The tenant's work in flight, summed over every process of the data path;
+        with `close_tunnels`, its open tunnels are closed first (counted out as they go)."""

@@ -118,6 +118,7 @@ class Move:
     started: float
     deadline: float              # before the flip: past it, the move rolls back
     finish_by: float             # a rollback or a flip being finished stops trying here
+    close_tunnels: bool = False  # the drain closes the tenant's WebSocket tunnels rather than wait for them
     step: Step = Step.PAUSE
     history: tuple[StepRecord, ...] = field(default=())
     outcome: Outcome | None = None
@@ -150,7 +151,7 @@ class Move:
 
     def as_dict(self) -> dict:
         out = {"tenant": self.tenant, "from": self.source, "to": self.target, "strategy": self.strategy.value,
-               "moving": self.moving, "step": self.step.value, "started": self.started, "deadline": self.deadline,
+               "close_tunnels": self.close_tunnels, "moving": self.moving, "step": self.step.value, "started": self.started, "deadline": self.deadline,
                "steps": [r.as_dict() for r in self.history]}
         if self.outcome is not None:
             out["outcome"] = self.outcome.value
@@ -163,9 +164,10 @@ class Move:
 
 
 def begin(tenant: str, source: str, target: str, strategy: Strategy, prior: Pin, *, timeout: float,
-          now: float) -> Move:
+          now: float, close_tunnels: bool = False) -> Move:
     finish = max(FINISH_MIN, timeout * FINISH_SHARE)
     return Move(tenant=tenant, source=source, target=target, strategy=strategy, prior=prior, started=now,
+                close_tunnels=close_tunnels,
                 deadline=now + timeout, finish_by=now + timeout + finish,
                 history=(StepRecord(Step.PAUSE, now),))
 

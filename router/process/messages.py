@@ -31,7 +31,7 @@ class Kind(enum.StrEnum):
     KEYS = "keys"            # a JWT key holder's new key set
     SHARES = "shares"        # rate-limit shares: tenant -> this worker's share of tenant_rate
     COLLECT = "collect"      # the worker's counters, now (answered)
-    TENANT = "tenant"        # one tenant's work in flight by stamp, and its held requests (answered)
+    TENANT = "tenant"        # one tenant's work in flight by stamp, its held requests; may close its tunnels (answered)
     DRAIN = "drain"          # stop accepting, finish what is in flight, exit (answered, when asked, once not accepting)
     CERTS = "certs"          # reread the TLS certificate, key and CA files (they changed, or SIGHUP)
     # worker -> supervisor

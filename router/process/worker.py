@@ -206,6 +206,8 @@ class Worker:
             self.channel.answer(msg, counters=self.metrics.export(self.health))
         elif kind is Kind.TENANT:
             tenant = msg["tenant"]
+            if msg.get("close_tunnels"):
+                self.proxy.tenant_load.close_tunnels(tenant)
             self.channel.answer(msg, stamps=self.proxy.tenant_load.of(tenant), held=self.proxy.holds.of(tenant))
         elif kind is Kind.DRAIN:
             # Answered once this worker accepts no more: a new generation's supervisor

@@ -56,6 +56,14 @@ class TenantLoad:
         if key is not None:
             _down(self.open_tunnels, key)
 
+    def close_tunnels(self, tenant: str) -> int:
+        """Close the tenant's open tunnels (both sides; each is counted out as its client
+        connection closes): a move that would rather not wait for long-lived WebSockets."""
+        mine = [upstream for upstream, (t, _) in self.tunnels.items() if t == tenant]
+        for upstream in mine:
+            upstream.close()
+        return len(mine)
+
     def of(self, tenant: str) -> dict[str, list[int]]:
         """stamp -> [requests, writes, tunnels] of one tenant."""
         out: dict[str, list[int]] = {}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
 import pytest
 
-from tests.moves.support import AUTH, router_doc, tenant_info
+from tests.moves.support import AUTH, move, router_doc, tenant_info
 from tests.support.router_proc import RouterProcess
 from tests.support.servers import wait_until
 
@@ -118,19 +119,20 @@ def test_a_router_restarted_while_paused_comes_back_paused(router, stamps):
     assert [(a.stamp, a.path) for a in stamps.arrivals] == [("new", "/after-restart")]
 
 
-def test_an_open_websocket_counts_as_in_flight_on_its_stamp_until_it_closes(tmp_path):
-    """The drain waits for tunnels too: a WebSocket can carry writes."""
+def test_an_open_websocket_counts_as_in_flight_until_it_closes_and_a_move_can_close_it(tmp_path):
+    """The drain waits for tunnels too (a WebSocket can carry writes), unless the move
+    says close_tunnels: then they are closed after the pause, and the move completes."""
     import aiohttp
 
     from tests.support.router_proc import stamp
     from tests.support.servers import Backend, BackgroundLoop, start_backend, stop_backend
 
     loop = BackgroundLoop()
-    backend = loop.run(start_backend(Backend("old")))
+    old, new = loop.run(start_backend(Backend("old"))), loop.run(start_backend(Backend("new")))
     token = tmp_path / "token"
-    token.write_text("t")
+    token.write_text("move-test-token")
     doc = {"admin": {"token_file": str(token)}, "routing": {"sources": ["header"]},
-           "stamps": [stamp("old", [backend.address]), stamp("new", [backend.address])], "tenants": {"acme": "old"}}
+           "stamps": [stamp("old", [old.address]), stamp("new", [new.address])], "tenants": {"acme": "old"}}
     r = RouterProcess(tmp_path, doc).start()
 
     async def talk() -> None:
@@ -140,11 +142,28 @@ def test_an_open_websocket_counts_as_in_flight_on_its_stamp_until_it_closes(tmp_
                 assert (await ws.receive()).data == "old:hi"
                 info = tenant_info(r, "acme")
                 assert info["in_flight"] == {"old": {"requests": 0, "writes": 0, "tunnels": 1}}
+                status, body = await asyncio.to_thread(move, r, "acme", {"to": "new", "timeout": "1s"})
+                assert status == 504 and body["outcome"] == "rolled_back", body
+                await ws.send_str("still")
+                assert (await ws.receive()).data == "old:still"
+                status, body = await asyncio.to_thread(move, r, "acme", {"to": "new", "close_tunnels": True})
+                assert status == 200 and body["outcome"] == "completed", body
+                assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                                     aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR)
+            async with session.ws_connect(f"http://127.0.0.1:{r.port}/ws", headers={"X-Tenant-ID": "acme"}) as ws:
+                await ws.send_str("again")
+                assert (await ws.receive()).data == "new:again"
+                # What stamp-router migrate --close-tunnels asks each router.
+                status, _, data = await asyncio.to_thread(r.admin, "DELETE", "/tenants/acme/tunnels", None, AUTH)
+                assert status == 200, data
+                assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                                     aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR)
 
     try:
         loop.run(talk())
-        wait_until(lambda: tenant_info(r, "acme")["in_flight"] == {}, 20, message="the tunnel counted out")
+        wait_until(lambda: tenant_info(r, "acme")["in_flight"] == {}, 20, message="the tunnels counted out")
     finally:
         r.stop()
-        loop.run(stop_backend(backend))
+        loop.run(stop_backend(old))
+        loop.run(stop_backend(new))
         loop.close()
