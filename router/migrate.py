@@ -133,6 +133,8 @@ class FleetMove:
                 event, detail = Event.TIMED_OUT, f"the move's deadline passed during {step.value}"
             except HookFailed as exc:
                 event, detail = Event.FAILED, str(exc)
+            except Exception as exc:  # noqa: BLE001 - a fault here must roll back, not leave routers paused
+                event, detail = Event.FAILED, f"{type(exc).__name__}: {exc}"
             move = advance(move, event, time.time(), detail)
             self.say(f"{step.value}: {event.value} in {time.monotonic() - began:.3f}s ({detail})")
             if move.step is step and move.moving:

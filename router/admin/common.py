@@ -25,7 +25,7 @@ class Admin:
     config_info: Callable[[], dict[str, Any]]
     refresh_counters: Callable[[], Awaitable[None]]     # the workers' counters, now, before a scrape
     certs: Callable[[], dict[str, Any]] = dict          # listen.https certificates (router.tls.runtime)
-    tenant_work: Callable[[str], Awaitable[TenantWork]] | None = None   # in flight, summed over the workers
+    tenant_work: Callable[..., Awaitable[TenantWork]] | None = None     # in flight, summed over the workers
 
 
 ADMIN_KEY: web.AppKey[Admin] = web.AppKey("admin", Admin)

@@ -137,6 +137,9 @@ class Moves:
             return Event.TIMED_OUT, f"the move's deadline passed during {step.value}"
         except HookFailed as exc:
             return Event.FAILED, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a fault here must roll back, not leave the tenant paused
+            log.exception("move of tenant %r: %s failed unexpectedly", move.tenant, step.value)
+            return Event.FAILED, f"{type(exc).__name__}: {exc}"
 
     async def _step(self, move: Move) -> tuple[Event, str]:
         tenant = move.tenant
