@@ -226,7 +226,8 @@ class ProxyMetrics(Collector):
                                 "now, waiting for the pause to end.", value=self.held)
         yield _counter_by("stamp_router_hold_refused", "Requests of paused tenants answered 503 by the hold: "
                           "reason=\"full\" (migration.hold_max_requests reached), \"timeout\" (held for "
-                          "migration.hold_timeout).", "reason", self.hold_refused)
+                          "migration.hold_timeout), \"shutdown\" (held when the worker drained).", "reason",
+                          self.hold_refused)
         yield CounterMetricFamily("stamp_router_hold_dropped", "Held requests dropped because their client went "
                                   "away.", value=self.hold_dropped)
         acc, buckets = 0, []

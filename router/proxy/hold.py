@@ -15,7 +15,8 @@ Bounds, so that a pause can never take the worker down:
 - `hold_max_requests`, shared among the router's workers: past its share, a new request
   is answered the same at once;
 - MAX_HELD in all, whatever the config says;
-- a held exchange whose client goes away is dropped from its queue (`drop`).
+- a held exchange whose client goes away is dropped from its queue (`drop`);
+- a worker that drains answers what it holds at once (`refuse_all`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,21 @@ class HoldQueues:
             observe(now - since)
             if not ex.finished:
                 ex.start()           # decided again, on the snapshot current now
+
+    def refuse_all(self) -> None:
+        """The worker is draining: every held request is answered 503 with Retry-After
+        now (its client retries, through another worker or router), not cut off later."""
+        now = self.clock()
+        for tenant, queue in list(self.queues.items()):
+            del self.queues[tenant]
+            for ex, (since, _) in queue.items():
+                self.held -= 1
+                self.metrics.observe_hold(now - since)
+                self.metrics.hold_refused["shutdown"] = self.metrics.hold_refused.get("shutdown", 0) + 1
+                if not ex.finished:
+                    self._refuse(ex, f"tenant {tenant!r} is paused (being moved) and this router is shutting down; "
+                                     "try again shortly")
+        self.metrics.held = self.held
 
     def _expire(self) -> None:
         self._timer = None

@@ -189,6 +189,7 @@ class ProxyServer:
     async def drain(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish (bounded), then close everything."""
         self.stop_accepting()
+        self.holds.refuse_all()          # held requests would only wait out the drain: 503 now
         deadline = self.loop.time() + timeout
         idle_until = self.loop.time() + min(timeout, DRAIN_IDLE_GRACE)
         while self.connections and self.loop.time() < idle_until:

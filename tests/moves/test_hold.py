@@ -167,3 +167,18 @@ def test_an_open_websocket_counts_as_in_flight_until_it_closes_and_a_move_can_cl
         loop.run(stop_backend(old))
         loop.run(stop_backend(new))
         loop.close()
+
+
+def test_a_draining_router_answers_its_held_requests_503_at_once(router, stamps):
+    pause(router)
+    sock = send(router.port, "/held")
+    wait_until(lambda: held(router) == 1, 20, message="the request held")
+    started = time.monotonic()
+    router.proc.send_signal(15)
+    sock.settimeout(20)
+    answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After" in answer and b"shutting down" in answer
+    assert time.monotonic() - started < 15           # not after hold_timeout (60 s here)
+    sock.close()
+    router.proc.wait(30)
+    assert stamps.arrivals == []
