@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 LOAD_SCENARIOS = ("header", "subdomain", "jwt", "pins", "tls")
-SERIES_ORDER = ("router", "haproxy", "nginx", "router (no token cache)", "floor")
+SERIES_ORDER = ("router", "haproxy", "nginx", "router (no token cache)", "router-pure", "floor")
 COLORS = {"router": "#2b7bba", "haproxy": "#d9822b", "nginx": "#3a9d5d", "router (no token cache)": "#9bbbd9",
-          "floor": "#999999"}
+          "router-pure": "#6f5fb0", "floor": "#999999"}
 
 
 def rows(doc: dict) -> list[dict]:

@@ -45,8 +45,9 @@ def options(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
                    help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
-    p.add_argument("--systems", default="router,haproxy,nginx,floor",
+    p.add_argument("--systems", default="router,router-pure,haproxy,nginx,floor",
                    help="systems to compare (default: router,haproxy,nginx and, in the header scenario, "
+                        "router-pure: the router's data path interpreted, STAMP_ROUTER_PURE=1, and "
                         "floor: benchmarks/floor_proxy.py)")
     p.add_argument("--rounds", type=int, default=5, help="measured rounds per system (default 5)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per round (default 5)")

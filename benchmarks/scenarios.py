@@ -212,10 +212,11 @@ def scenario_header(bench: Bench) -> dict:
     table = bench.table(100)
     requests = write_requests(bench.tmp / "req-header.txt", [[("X-Tenant-ID", tenant_id(i))] for i in range(100)])
     entries = _routing_entries(bench, "header", table, requests, lambda i: [("X-Tenant-ID", tenant_id(i))],
-                               labels=("router", "haproxy", "nginx", "floor"))
+                               labels=("router", "router-pure", "haproxy", "nginx", "floor"))
     res = run_entries(bench, entries)
     return {"description": "X-Tenant-ID header -> map of 100 pins -> stamp; 100 tenants cycled",
             "results": res, "ratios": {"router/haproxy": ratios(res, "router", "haproxy"),
+                                       "router-pure/haproxy": ratios(res, "router-pure", "haproxy"),
                                        "router/nginx": ratios(res, "router", "nginx"),
                                        "floor/haproxy": ratios(res, "floor", "haproxy"),
                                        "router/floor": ratios(res, "router", "floor")},

@@ -201,6 +201,7 @@ class RouterSystem(System):
     single-process baseline); None there means the config gets no [process] table."""
 
     name = "router"
+    env: dict[str, str] = {}      # the compiled data path where make built it (README.md)
 
     def __init__(self, tmp: Path, workers: int | None = 1, code: Path | None = None) -> None:
         super().__init__(tmp)
@@ -241,7 +242,7 @@ class RouterSystem(System):
         cfg = self.config(routing, port, admin_port, tag)
         exe = ROOT / ".venv" / "bin" / "stamp-router"
         cmd = [str(exe)] if exe.exists() and self.code is None else [sys.executable, "-m", "router"]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         if self.code is not None:
             env["PYTHONPATH"] = str(self.code)
         t0 = time.monotonic()
@@ -277,6 +278,13 @@ def worker_pids(admin_port: int) -> list[int]:
         checks = json.loads(exc.read())["checks"]
     workers = checks.get("workers", {}).get("workers", [])
     return [w["pid"] for w in workers if w["state"] == "serving"]
+
+
+class PureRouterSystem(RouterSystem):
+    """The router with its data path interpreted: what an install without a C compiler gets."""
+
+    name = "router-pure"
+    env = {"STAMP_ROUTER_PURE": "1"}
 
 
 class HaproxySystem(System):
@@ -433,4 +441,4 @@ class FloorSystem(System):
         return Running(self.name, port, proc.pid, proc, time.monotonic() - t0)
 
 
-SYSTEMS = {cls.name: cls for cls in (RouterSystem, HaproxySystem, NginxSystem, FloorSystem)}
+SYSTEMS = {cls.name: cls for cls in (RouterSystem, PureRouterSystem, HaproxySystem, NginxSystem, FloorSystem)}
