@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from importlib import metadata
 
+from router.build import current
+
 DESCRIPTIONS = {
     "serve": "Run the router: the proxy on listen.http and the admin API on admin.listen. It starts "
              "from the config file (or control.url), or from the last known good config in the state "
@@ -44,17 +46,12 @@ DESCRIPTIONS = {
 }
 
 
-def build_kind() -> str:
-    """Which build of the router runs. The place for a compiled build to say so."""
-    return "pure Python"
-
-
 def version_line() -> str:
     try:
         version = metadata.version("stamp-router")
     except metadata.PackageNotFoundError:
         version = "unknown (not installed)"
-    return f"stamp-router {version} ({build_kind()})"
+    return f"stamp-router {version} ({current().describe()})"
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -13,10 +13,13 @@ import time
 from bisect import bisect_left
 from typing import Callable, Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Info
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
                                     InfoMetricFamily)
 from prometheus_client.registry import Collector
+
+from router import __version__
+from router.build import current
 
 # Seconds; spans a fast keep-alive hop to a slow upstream.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -302,3 +305,11 @@ class SummedProxyMetrics(Collector):
         for slot, resident in sorted(by_slot.items()):
             rss.add_metric([str(slot)], resident)
         yield rss
+
+
+def register_build_info(registry: CollectorRegistry) -> None:
+    """stamp_router_build_info: the release, and which build of the data path runs."""
+    choice = current()
+    Info("stamp_router_build", "The release, and which build of the data path runs: compiled or pure (Python).",
+         registry=registry).info({"version": __version__, "build": choice.build.value, "reason": choice.reason.value,
+                                  "cython": choice.cython or ""})

@@ -40,7 +40,8 @@ from router.control.lkg import StateDirInUse
 from router.control.port import PinEdit, TenantWork
 from router.core.snapshot import Snapshot, build_snapshot
 from router.health import HealthRegistry
-from router.metrics import SummedProxyMetrics
+from router.build import current
+from router.metrics import SummedProxyMetrics, register_build_info
 from router.process.listeners import SlotListeners, open_listeners
 from router.process import wire
 from router.process.messages import Kind
@@ -104,6 +105,7 @@ class Supervisor:
         self.rate_shares = RateShares(lambda pid, shares, forget: self.pool.tell(pid, Kind.SHARES, shares=shares,
                                                                                   forget=forget))
         self.metrics = SummedProxyMetrics(self.registry, lambda: self.config_info() if self.state else {})
+        register_build_info(self.registry)
         self.pool = WorkerPool(self._worker_spec, {
             ReportKind.PASSIVE: self._on_passive,
             ReportKind.COUNTERS: self.metrics.update,
@@ -312,6 +314,9 @@ class Supervisor:
                 self.takeover = None
         log.info("serving on %s with %d worker(s), admin on %s, config %s", listening(cfg.listen), count,
                  cfg.admin.listen, snap.version)
+        build = current()
+        # Interpreted without being asked to: the operator should know it is the slower build.
+        (log.warning if build.fell_back else log.info)("data path %s", build.describe())
 
     def _certs_changed(self, why: str) -> None:
         # One process watches and checks the files; the workers reread them when told, so

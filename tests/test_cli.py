@@ -112,7 +112,7 @@ def test_schema_prints_the_json_schema():
 def test_version_names_the_release_and_the_build():
     run = cli("--version")
     assert run.returncode == 0
-    assert re.fullmatch(r"stamp-router \S+ \((pure Python|compiled[^)]*)\)\n", run.stdout), run.stdout
+    assert re.fullmatch(r"stamp-router \S+ \((pure Python|compiled): [^)]+\)\n", run.stdout), run.stdout
 
 
 def _parsers(parser, path=()):
