@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from router.build import current
 from tests.support.router_proc import stamp
 
 
@@ -61,6 +62,8 @@ def test_metrics_carry_the_stamp_label(router):
     assert router.metric("stamp_router_requests_total", stamp="none", code="4xx") == 1
     assert router.metric("stamp_router_request_duration_seconds_count", stamp="eu-1") == 3
     assert router.metric("stamp_router_config_info", version="v-test") == 1
+    # The router process decides as this one does: same files, same STAMP_ROUTER_PURE.
+    assert router.metric("stamp_router_build_info", build=current().build.value, reason=current().reason.value) == 1
     assert router.metric("stamp_router_config_age_seconds") >= 0
 
 
