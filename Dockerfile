@@ -17,9 +17,10 @@ WORKDIR /src
 COPY constraints.txt pyproject.toml setup.py README.md ./
 COPY router ./router
 # The build requirements pinned like everything else (constraints.txt), then a wheel of the
-# router (compiled) and of each dependency for the image to install from.
+# router (compiled; without debug information, a fifth of the size) and of each
+# dependency for the image to install from.
 RUN pip install -c constraints.txt setuptools Cython \
-    && pip wheel --no-build-isolation -c constraints.txt --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
+    && CFLAGS=-g0 pip wheel --no-build-isolation -c constraints.txt --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
 
 FROM python:3.11-slim
 

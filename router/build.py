@@ -13,6 +13,7 @@ extensions either way. The interpreted modules run instead of the compiled ones 
   them before the edited `.py` and run stale code. The build records each source's
   SHA-256 in router/_compiled.py; on a difference every listed module runs interpreted,
   with a warning naming the changed files, until the next build (`make` rebuilds).
+  A changed .pxd counts as a change of every listed module: any of them may cimport it.
 
 All listed modules run compiled or none does: a typed module may use another's compiled
 classes, so a mix is never loaded.
@@ -100,13 +101,20 @@ def source_path(module: str) -> pathlib.Path:
 
 
 def source_digest(module: str) -> str:
-    """SHA-256 of what a module is compiled from: its .py and the .pxd beside it, if any."""
+    """SHA-256 of what a module is compiled from: its .py, and every listed module's .pxd.
+
+    Every .pxd, not only its own: a module compiled against another's declarations (a
+    cimport) must be compiled again when they change, or it would read the other's
+    objects with the old layout.
+    """
     digest = hashlib.sha256()
-    py = source_path(module)
-    for path in (py, py.with_suffix(".pxd")):
-        if path.exists():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in (source_path(module), *_declarations()):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def _declarations() -> list[pathlib.Path]:
+    return [pxd for pxd in (source_path(m).with_suffix(".pxd") for m in COMPILED_MODULES) if pxd.exists()]
 
 
 def extension_path(module: str) -> pathlib.Path | None:

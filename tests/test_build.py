@@ -80,6 +80,15 @@ def test_an_edited_source_runs_every_module_interpreted_with_a_warning(tree):
 
 
 @compiled_here
+def test_a_changed_declaration_file_counts_for_every_module(tree):
+    # Any listed module may cimport a .pxd: all of them were compiled against the old one.
+    (tree / "router" / "core" / "tenant.pxd").write_text("# declarations added after the build\n")
+    run = which(root=tree)
+    assert run.stdout.split() == ["pure", "changed", "py"], run.stderr
+    assert all(f"{m.replace('.', '/')}.py" in run.stderr for m in COMPILED_MODULES), run.stderr
+
+
+@compiled_here
 def test_a_missing_extension_runs_every_module_interpreted(tree):
     first, *rest = COMPILED_MODULES
     (tree / extension_path(first).relative_to(ROOT)).unlink()
