@@ -16,12 +16,14 @@ workers holding the new snapshot (shared, never copied per worker) and drains th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import resource
 import signal
 import socket
 import sys
+import threading
 import time
 from enum import Enum
 from typing import Callable
@@ -33,6 +35,7 @@ from prometheus_client import CollectorRegistry
 from router.admin.app import build_app
 from router.admin.common import Admin
 from router.config import ConfigError, ValidConfig
+from router.config.load import PinsText
 from router.config.schema import Process
 from router.control import ControlPlane, Start, choose_start
 from router.control.candidate import default_state_dir, read_bootstrap
@@ -42,7 +45,10 @@ from router.core.snapshot import Snapshot, build_snapshot
 from router.health import HealthRegistry
 from router.build import current
 from router.metrics import SummedProxyMetrics, register_build_info
+from router.control.bulk import busy_worker
+from router.core.pin_table import PinTable
 from router.process.listeners import SlotListeners, open_listeners
+from router.process.share import rebuilt
 from router.process import wire
 from router.process.messages import Kind
 from router.process.pool import WorkerPool, WorkersFailed
@@ -66,6 +72,18 @@ TENANT_TIMEOUT = 2.0
 def listening(listen) -> str:
     return " and ".join(f"{scheme} {addr}" for scheme, addr in (("http", listen.http), ("https", listen.https))
                         if addr)
+
+
+def _base_of(snap: Snapshot) -> dict | None:
+    """The snapshot's big pin dict: the table itself, or the base under its pushed pins."""
+    pins = snap.valid.pins
+    base = pins.base if isinstance(pins, PinTable) else pins
+    return base if type(base) is dict else None
+
+
+def _needs_rebuild(snap: Snapshot) -> bool:
+    base = _base_of(snap)
+    return base is not None and len(base) >= wire.SHARE_BY_FORK
 
 
 def worker_count(process: Process) -> int:
@@ -115,6 +133,10 @@ class Supervisor:
         self.control = ControlPlane(self, self.registry, start)
         self._admin_runner: web.AppRunner | None = None
         self._rebalancing: asyncio.Task | None = None
+        self._rebuild_task: asyncio.Task | None = None    # _rebuild_and_refork
+        self._rebuild_stop = threading.Event()
+        self._rebuilding: dict | None = None              # the table it copies
+        self._forking = asyncio.Lock()                    # applying a change, or forking a generation
         self.takeover: TakeoverServer | None = None
         self.stopping = asyncio.Event()
 
@@ -133,6 +155,12 @@ class Supervisor:
         """Validate-then-swap: a config that cannot be built, or whose workers cannot
         start, changes nothing."""
         snap = await self.build(valid)
+        if _base_of(snap) is not self._rebuilding:
+            await self._stop_rebuilding()    # the table it copies is being replaced
+        async with self._forking:
+            return await self._apply(valid, snap, edit)
+
+    async def _apply(self, valid: ValidConfig, snap: Snapshot, edit: PinEdit | None) -> Snapshot:
         before = self.state.snapshot
         if edit is not None:
             self.state.swap(snap)
@@ -156,7 +184,71 @@ class Supervisor:
             self._next = None
         self.state.swap(snap)
         self.tls.adopt(valid.config, valid.base_dir)
+        if _needs_rebuild(snap):
+            self._rebuild_task = asyncio.get_running_loop().create_task(self._rebuild_and_refork())
         return snap
+
+    # -- a large table rebuilt to stay shared (router.process.share) -------------------
+    def _with_base(self, snap: Snapshot, base: dict[str, str]) -> Snapshot:
+        """`snap` with its big pin dict replaced by an equal one (pushed pins kept on top)."""
+        valid = snap.valid
+        pins = PinTable(base, valid.pins.edits, len(valid.pins)) if isinstance(valid.pins, PinTable) else base
+        text = valid.pins_text
+        if valid.pins_json is not None:           # the same text is the text of the rebuilt table
+            text = PinsText(pins, text.text)
+        extra = {"jwt": self.jwt.source_factory} if self.jwt is not None else {}
+        return build_snapshot(dataclasses.replace(valid, pins=pins, pins_text=text), loaded_at=snap.loaded_at,
+                              extra_sources=extra)
+
+    async def _rebuilt(self, snap: Snapshot, stop: Callable[[], bool] = lambda: False) -> dict[str, str] | None:
+        base = _base_of(snap)
+        names = {stamp.name: stamp.name for stamp in snap.config.stamps}
+        started = time.monotonic()
+        with busy_worker():
+            table = await asyncio.to_thread(rebuilt, base, names, stop)
+        if table is not None:
+            log.info("the %d-pin table rebuilt to stay shared with the workers in %.2fs", len(table),
+                     time.monotonic() - started)
+        return table
+
+    async def _rebuild_and_refork(self) -> None:
+        """After a new generation forked from a freshly loaded table: rebuild it, then
+        fork the workers again from the rebuilt one. Stopped by the next apply() that
+        replaces the table, which waits for this to end."""
+        stop = threading.Event()
+        self._rebuild_stop = stop
+        snap = self.state.snapshot
+        self._rebuilding = base = _base_of(snap)
+        try:
+            table = await self._rebuilt(snap, stop.is_set)
+            if table is None:
+                return
+            # Pin edits went on meanwhile on top of the same table; none may come while the
+            # workers fork, or the new ones would miss it.
+            async with self._forking:
+                current = self.state.snapshot
+                if stop.is_set() or _base_of(current) is not base:
+                    return
+                self._next = new = self._with_base(current, table)
+                try:
+                    await self.pool.start_generation(worker_count(new.config.process))
+                finally:
+                    self._next = None
+                self.state.swap(new)
+            log.info("workers forked again from the rebuilt table (generation %d)", self.pool.generation)
+        except WorkersFailed as exc:
+            log.error("the workers forked from the rebuilt table did not start (the others serve on): %s", exc)
+        except Exception:  # noqa: BLE001 - a background improvement must not take the supervisor down
+            log.exception("rebuilding the pin table failed")
+        finally:
+            self._rebuilding = None
+
+    async def _stop_rebuilding(self) -> None:
+        task = self._rebuild_task
+        if task is None or task.done():
+            return
+        self._rebuild_stop.set()
+        await asyncio.shield(task)
 
     def _sent_whole(self, valid: ValidConfig) -> bool:
         """A full change reaches the workers serving as a message when its table is small,
@@ -278,6 +370,11 @@ class Supervisor:
         self.state = RouterState(snap, self.health)
         # Before the workers fork: they share this process's TLS contexts (router.tls.server).
         self.tls.adopt(valid.config, valid.base_dir)
+        if _needs_rebuild(snap):
+            # Before the first workers fork (router.process.share); the start can wait.
+            self.state.swap(self._with_base(snap, await self._rebuilt(snap)))
+            snap = self.state.snapshot     # the table as loaded is freed before the workers fork
+            valid = snap.valid
         self.health.on_change = self._health_changed
         cfg = valid.config
         count = worker_count(cfg.process)
@@ -349,6 +446,7 @@ class Supervisor:
             # Once handed over, the socket file in the state directory is the new router's.
             await self.takeover.close(unlink=not self.control.paused)
         await self.control.close()
+        await self._stop_rebuilding()
         if self._tls_watch is not None:
             self._tls_watch.cancel()
         if self._rebalancing is not None:
