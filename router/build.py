@@ -165,18 +165,49 @@ def current() -> Choice:
     return choice
 
 
+def unlisted_extensions() -> frozenset[str]:
+    """Modules with an extension beside their .py that COMPILED_MODULES does not list:
+    left in the source tree by a build of another checkout (a branch that compiled more),
+    they are never loaded."""
+    found = set()
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    for directory, subdirectories, files in os.walk(ROOT / "router"):
+        subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
+        for name in files:
+            suffix = next((s for s in suffixes if name.endswith(s)), None)
+            if suffix is None:
+                continue
+            path = pathlib.Path(directory, name[:-len(suffix)] + ".py")
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            if module not in COMPILED_MODULES and path.exists():
+                found.add(module)
+    return frozenset(found)
+
+
 class PureFinder:
-    """Loads a listed module from its .py when the interpreted build runs.
+    """Loads a listed module from its .py when the interpreted build runs, and a module
+    with an unlisted extension beside it from its .py always.
 
     Placed first on sys.meta_path by router/__init__.py. For the compiled build it finds
     nothing, and the regular path finder loads the extension (which it prefers to a .py).
     """
 
-    _listed = frozenset(COMPILED_MODULES)
+    def __init__(self) -> None:
+        self._listed = frozenset(COMPILED_MODULES)
+        self._unlisted = unlisted_extensions()
+        if self._unlisted:
+            warnings.warn("stamp-router ignores extensions of modules it does not compile (make, or pip install, "
+                          f"removes them): {', '.join(_names(sorted(self._unlisted)))}", StaleBuildWarning, stacklevel=3)
 
     def find_spec(self, fullname: str, path=None, target=None):
+        if fullname in self._unlisted:
+            return self._source_spec(fullname, path)
         if fullname not in self._listed or current().build is Build.COMPILED:
             return None
+        return self._source_spec(fullname, path)
+
+    @staticmethod
+    def _source_spec(fullname: str, path):
         leaf = fullname.rpartition(".")[2]
         for entry in path or ():
             candidate = os.path.join(entry, leaf + ".py")

@@ -9,6 +9,7 @@ install it falls back to.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import os
 import pathlib
 import shutil
@@ -101,6 +102,18 @@ def test_a_missing_extension_runs_every_module_interpreted(tree):
     (tree / "router" / "_compiled.py").unlink()
     run = which(root=tree)
     assert run.stdout.split() == ["pure", "not_built", "py"] and "StaleBuildWarning" not in run.stderr
+
+
+@compiled_here
+def test_an_extension_of_a_module_not_listed_is_never_loaded(tree):
+    # As after checking out a branch that compiles fewer modules than the last build did.
+    stray = tree / "router" / "core" / f"placement{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    shutil.copy(tree / extension_path(COMPILED_MODULES[0]).relative_to(ROOT), stray)
+    run = subprocess.run([sys.executable, "-W", "always", "-c", "import router.core.placement as p; print(p.__file__)"],
+                         cwd=tree, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)}, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().endswith("router/core/placement.py")
+    assert "StaleBuildWarning" in run.stderr and "router/core/placement.py" in run.stderr
 
 
 def _setup(tmp_path: pathlib.Path, env: dict) -> subprocess.CompletedProcess:
