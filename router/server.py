@@ -188,6 +188,11 @@ class Supervisor:
             self._rebuild_task = asyncio.get_running_loop().create_task(self._rebuild_and_refork())
         return snap
 
+    def reforking(self) -> bool:
+        """A new generation of workers is on its way (a large table being rebuilt after a
+        reload): the workers serving now will drain, and what they hold with them."""
+        return self._rebuild_task is not None and not self._rebuild_task.done()
+
     # -- a large table rebuilt to stay shared (router.process.share) -------------------
     def _with_base(self, snap: Snapshot, base: dict[str, str]) -> Snapshot:
         """`snap` with its big pin dict replaced by an equal one (pushed pins kept on top)."""

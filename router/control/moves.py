@@ -74,6 +74,10 @@ class Moves:
                                    "router cannot hold the others; not supported with etcd yet")
         if self.reloader.busy:
             raise MoveRefused(409, "a config change is being applied; send the move again when it is done")
+        if self.data_path.reforking():
+            # The workers holding the paused requests would drain half way through the move.
+            raise MoveRefused(409, "the workers are being forked again (a large pin table rebuilt after a reload); "
+                                   "send the move again in a few seconds")
         snap = self.data_path.snapshot()
         valid = snap.valid
         pinned = valid.pins.get(tenant)

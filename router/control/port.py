@@ -61,6 +61,10 @@ class DataPath(Protocol):
         every process of the data path serves it; ConfigError and nothing changed if it
         cannot be served."""
 
+    def reforking(self) -> bool:
+        """Whether the workers serving now are about to be replaced by a new generation
+        (they would drain, answering what they hold 503)."""
+
     async def tenant_work(self, tenant: str, close_tunnels: bool = False) -> TenantWork:
         """The tenant's work in flight, summed over every process of the data path;
         with `close_tunnels`, its open tunnels are closed first (counted out as they go)."""
