@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from tests.moves.support import TOKEN, Traffic, router_doc, tenant_info
+from tests.moves.support import Traffic, router_doc, tenant_info
 from tests.moves.test_move import assert_no_split, wait_for_traffic
 from tests.support.router_proc import RouterProcess
 from tests.support.servers import wait_until
