@@ -93,3 +93,33 @@ def test_a_router_killed_mid_move_ends_rolled_back_never_split(fleet, stamps):
     assert [tenant_info(r, "acme")["pin"] for r in fleet] == [{"stamp": "old", "mode": "read-write"}] * 3
     assert [a for a in stamps.arrivals if a.stamp == "new"] == []
     assert [load.failed() for load in loads] == [[], []]
+
+
+def test_a_flip_one_router_missed_goes_forward_not_back(fleet, stamps):
+    """Router 2 answers reads but refuses the flip (its admin token changed while the hook
+    ran): the two that flipped are not rolled back; the flip is asked again until router 2
+    takes it, and meanwhile its clients are held, not sent to the old stamp."""
+    stamps.hook.delay = 1.0
+    loads = [Traffic(r.port, "acme", clients=2, max_requests=2000) for r in fleet]
+    for load in loads:
+        load.__enter__()
+    token = fleet[2].tmp_path / "token"
+    try:
+        wait_for_traffic(loads[0], stamps, "old", at_least=30)
+        proc = migrate(fleet, stamps, timeout="30s")
+        wait_until(lambda: stamps.hook.calls, 20, message="the hook to be called")
+        token.write_text("another-token")
+        wait_until(lambda: tenant_info(fleet[0], "acme")["pin"]["stamp"] == "new", 20, message="router 0 flipped")
+        assert tenant_info(fleet[2], "acme")["pin"] == {"stamp": "old", "mode": "paused"}
+        token.write_text("move-test-token")
+        out, err = proc.communicate(timeout=60)
+        wait_for_traffic(loads[2], stamps, "new", at_least=30)
+    finally:
+        for load in loads:
+            load.stop()
+    body = json.loads(out)
+    assert proc.returncode == 0 and body["outcome"] == "completed", err.decode()
+    assert [s["result"] for s in body["steps"] if s["step"] == "flip"][0] == "partial"
+    assert len(body["routers"]["flipped"]) == 3 and body["routers"]["rolled_back"] == []
+    assert [load.failed() for load in loads] == [[], [], []]
+    assert_no_split(stamps, "acme")
