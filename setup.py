@@ -105,8 +105,8 @@ class BuildExt(build_ext):
         (self._package_dir() / "_compiled.py").unlink(missing_ok=True)
 
     def _remove_unlisted(self) -> None:
-        # The extension of a module taken off the list would still be loaded before its
-        # .py, unchecked: an editable install keeps it in the source tree.
+        # An editable install keeps the extension of a module taken off the list in the
+        # source tree: never loaded (router/build.py warns of it), removed here.
         listed = {pathlib.Path(self.get_ext_fullpath(ext.name)).resolve() for ext in self.extensions}
         suffix = sysconfig.get_config_var("EXT_SUFFIX")
         for path in self._package_dir().rglob(f"*{suffix}"):
