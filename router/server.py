@@ -167,6 +167,10 @@ class Supervisor:
             # Workers that do not answer are replaced, from this snapshot.
             await self.pool.ask_all(Kind.PINS, op=edit.op, base=edit.base_version, edits=edit.edits, label=edit.label,
                                     before=before.digest, after=snap.digest, at=snap.loaded_at)
+            if _base_of(snap) is not _base_of(before) and _needs_rebuild(snap):
+                # The pushed pins were folded into a new table (router.core.pin_table), which
+                # each worker made for itself, privately: fork them again from one shared.
+                self._rebuild_task = asyncio.get_running_loop().create_task(self._rebuild_and_refork())
             return snap
         if self._sent_whole(valid):
             self.state.swap(snap)

@@ -312,3 +312,29 @@ def test_a_health_transition_reaches_every_worker(router_proc, backends):
         wait_until(lambda: served_by(conn) == "a", 10, message="a worker sending to a again")
     for conn in conns.values():
         conn.close()
+
+
+def test_pushed_pins_folded_into_a_new_table_are_shared_again(router_proc, backends, tmp_path):
+    # Past 10,000 pushed pins on a large table, a push folds them into a new table
+    # (router.core.pin_table): every worker builds its own copy as it applies the push,
+    # and the supervisor then forks them again from its rebuilt one (router.process.share).
+    pins = {f"t{i}": "eu-1" for i in range(SHARE_BY_FORK)}
+    (tmp_path / "tenants.json").write_text(json.dumps(pins))
+    doc = {**two_stamps(backends), "tenants": {}, "tenants_file": str(tmp_path / "tenants.json")}
+    router = with_token(router_proc, tmp_path, doc)
+    generation = router.metric("stamp_router_workers_generation")
+    batch = {f"n{i}": "eu-2" for i in range(10_001)}
+    status, _, body = router.admin("PATCH", "/tenants", body=json.dumps(batch).encode(),
+                                   headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    assert status == 200, body
+    for _ in range(10):       # answered once every worker serves it, as any push
+        assert router.request(headers={"X-Tenant-ID": "n77", "Connection": "close"})[1]["x-stamp"] == "eu-2"
+    wait_until(lambda: router.metric("stamp_router_workers_generation") == generation + 1, 60,
+               message="the workers forked again from the folded table")
+    wait_until(lambda: all_serving(router, 2), 30, message="the new generation serving")
+    for tenant, stamp_ in (("n77", "eu-2"), ("t7", "eu-1")):
+        assert router.request(headers={"X-Tenant-ID": tenant, "Connection": "close"})[1]["x-stamp"] == stamp_
+    status, _, _ = router.admin("PUT", "/tenants/t7", body=b"eu-2", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200       # pushes go on on the new generation
+    assert router.request(headers={"X-Tenant-ID": "t7", "Connection": "close"})[1]["x-stamp"] == "eu-2"
+    assert router.metric("stamp_router_worker_restarts_total", worker="0") == 0
