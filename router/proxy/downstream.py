@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Client side: one asyncio Protocol per client connection, parsing with httptools.
 
 The connection's phases and deadlines are the table of router.proxy.lifecycle; reading
@@ -38,7 +39,7 @@ _KEEP, _NONE, _HEADER = Deadline.KEEP, Deadline.NONE, Deadline.HEADER
 _BEGUN, _HEAD_READ, _ANSWERED_ALL = Event.REQUEST_BEGUN, Event.HEAD_READ, Event.ANSWERED_ALL
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection:
     __slots__ = ("server", "transport", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
                  "deadline", "flow", "tunnel", "upgraded", "early", "closed",
                  "eof", "settings", "interest", "spelled", "max_head", "forwarded", "client_b", "trusted",

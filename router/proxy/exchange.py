@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """One request/response pair: asks the core for a decision and carries it out.
 
 The exchange is the proxy's per-request object. It doubles as the core's `RequestFacts`
@@ -27,10 +28,10 @@ from router.proxy.http import CRLF, REQUEST_ID_RE, error_response, status_line
 from router.proxy.retry import Next, after_loss, may_retry, replayable
 from router.proxy.settings import (H_AUTH, H_CONNECTION, H_CONTENT_LENGTH, H_EXPECT, H_GEO, H_HOST, H_PASS,
                                    H_REQUEST_ID, H_TENANT, H_TRANSFER_ENCODING, H_UPGRADE, H_XF_PROTO, H_XFF)
-from router.proxy.upstream import BackendPool, UpstreamConnection
 
 if TYPE_CHECKING:
     from router.proxy.downstream import ClientConnection
+    from router.proxy.upstream import BackendPool, UpstreamConnection
 
 log = logging.getLogger("router.proxy")
 
@@ -46,42 +47,23 @@ _R_NONE, _R_CHUNKED = Relay.NONE, Relay.CHUNKED
 
 
 class Exchange:
-    # The attributes every request touches are slots, set in __init__: slot reads and
-    # writes are the cheapest Python has, and no per-request dict is built. (An instance
-    # dict is shared-key only up to 30 names per class; past that, the requests of a
-    # process that had once set enough different names each paid for a private dict.)
-    # The rest are rare (bodies, retries, trailers, upgrades, interim responses): they
-    # keep class-level defaults and go to the instance __dict__ only when a path sets them.
+    # Slots, all set in __init__: slot reads and writes are the cheapest Python has, no
+    # per-request dict is built, and the compiled build (exchange.pxd) declares the same
+    # names as C fields.
     __slots__ = (
         "conn", "server", "snap", "settings", "t0", "lines",
         # request head
         "url", "method_b", "host_b", "tenant_header", "authorization_b", "request_id", "xff", "xf_proto",
         "conn_header", "upgrade", "content_length", "chunked", "http10", "head_done", "keep_alive",
+        "geo_b", "trailers",
         # carrying out
         "decision", "head", "pool", "backend", "upstream", "up_deadline", "req_done",
+        "t_up", "tried", "connect_task", "pending", "pending_bytes", "replay", "replay_ok", "replay_bytes",
+        "body_in", "retried",
         # response
         "out", "status", "resp_started", "framing", "close_after", "bytes_out", "finished",
-        "read_started", "read_sent",
-        "__dict__",
+        "read_started", "read_sent", "resp_head_bytes", "until_close", "fail_kind", "fail_message",
     )
-    # rare: request
-    geo_b = None
-    trailers: list[bytes] | None = None
-    # rare: carrying out
-    t_up = 0.0                          # set only when the access log is on
-    tried: list[str] | None = None
-    connect_task = None
-    pending: list[bytes] | None = None
-    pending_bytes = 0
-    replay: list[bytes] | None = None   # what was sent upstream, kept for a resend
-    replay_ok = True                    # False once the body outgrew REPLAY_MAX
-    replay_bytes = body_in = 0
-    retried = False
-    # rare: response
-    resp_head_bytes = 0       # of a response head not complete after its first read
-    until_close = False       # body ends when the backend closes (RFC 9112 6.3 rule 8)
-    fail_kind = "reset"       # how the upstream connection failed, for metrics and the answer
-    fail_message: str | None = None
 
     # The other request facts the core reads, decoded only when a source asks for them:
     # most routing reads one header, not four.
@@ -120,10 +102,21 @@ class Exchange:
         self.xff = self.xf_proto = self.conn_header = self.upgrade = self.content_length = None
         self.chunked = self.http10 = self.head_done = self.req_done = False
         self.keep_alive = True
+        self.geo_b = None
+        self.trailers: list[bytes] | None = None
         # carrying out
         self.decision = self.pool = self.backend = self.upstream = None
         self.head = b""
         self.up_deadline = INF
+        self.t_up = 0.0                          # set only when the access log is on
+        self.tried: list[str] | None = None
+        self.connect_task = None
+        self.pending: list[bytes] | None = None
+        self.pending_bytes = 0
+        self.replay: list[bytes] | None = None   # what was sent upstream, kept for a resend
+        self.replay_ok = True                    # False once the body outgrew REPLAY_MAX
+        self.replay_bytes = self.body_in = 0
+        self.retried = False
         # response, as relayed to the client. While an upstream read is being parsed,
         # client-bound bytes collect in `out` and go out in one write: head and body of
         # a small response cost one send(), not two.
@@ -133,6 +126,10 @@ class Exchange:
         self.resp_started = self.close_after = self.finished = False
         self.read_started = False
         self.read_sent = 0
+        self.resp_head_bytes = 0       # of a response head not complete after its first read
+        self.until_close = False       # body ends when the backend closes (RFC 9112 6.3 rule 8)
+        self.fail_kind = "reset"       # how the upstream connection failed, for metrics and the answer
+        self.fail_message: str | None = None
 
     @property
     def client(self) -> str:

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Flow control of one connection's reading, shared by the client and upstream sides.
 
 Reading from a peer pauses for named reasons and resumes when the last of them is gone:

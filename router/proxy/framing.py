@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """How a response's body is delimited (RFC 9112 section 6.3), and how it is relayed.
 
 The router relays a body as it arrives and never buffers one whole, so what the backend

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The heads the router writes: the request it sends upstream and the response head it
 sends back. Pure functions over bytes: what goes in is what the parser collected and what
 the decision said; nothing is read from a connection or a clock.

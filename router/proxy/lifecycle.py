@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The lifecycle of a client connection, as a table.
 
 The rules kept here

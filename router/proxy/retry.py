@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Whether a failed upstream attempt may be made again, and how.
 
 Pure rules over what the exchange knows of the attempt:

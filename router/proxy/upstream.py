@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Upstream side: per-backend connection pools and the response relay.
 
 An `UpstreamConnection` carries one exchange at a time. It parses the backend's response
@@ -44,7 +45,7 @@ _exact = {
 }.get
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
     """One connection to a backend. It parses each response's head into its own fields
     (reset as each message begins) and hands the exchange it serves the parts as they
     complete: the head, body bytes, the end."""

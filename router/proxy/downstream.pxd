@@ -1,0 +1,22 @@
+# C declarations of downstream.py for the compiled build (the .py stays the source).
+from router.proxy.exchange cimport Exchange
+from router.proxy.flow cimport FlowControl
+
+cdef class ClientConnection:
+    cdef public object server, transport, parser, client_ip, queue, tunnel, early, settings
+    cdef public object interest, spelled, forwarded, client_b, scheme
+    cdef public Exchange cur
+    cdef public Py_ssize_t head_bytes, max_head
+    cdef public int phase
+    cdef public double deadline
+    cdef public FlowControl flow
+    cdef public bint upgraded, closed, eof, trusted
+
+    cpdef void _move(self, int event, object settings)
+    cpdef void exchange_done(self, Exchange ex, bint aborted)
+    cpdef void pause_reading(self, int reason=*)
+    cpdef void resume_reading(self, int reason=*)
+
+
+cdef class ProxiedConnection(ClientConnection):
+    cdef public object preamble

@@ -1,0 +1,34 @@
+# C declarations of upstream.py for the compiled build (the .py stays the source).
+from router.proxy.exchange cimport Exchange
+from router.proxy.flow cimport FlowControl
+
+cdef class BackendPool
+
+cdef class UpstreamConnection:
+    cdef public BackendPool pool
+    cdef public object transport, parser, tunnel
+    cdef public Exchange exchange
+    cdef public bint reused, got_bytes, reset_parser, closed
+    cdef public double idle_since
+    cdef public FlowControl flow
+    # the response being parsed
+    cdef public object lines, length, connection, upgrade, trailers
+    cdef public bint chunked, in_body, close_asked
+
+    cpdef void serve(self, Exchange ex)
+    cpdef void release(self, bint reusable)
+    cpdef void write(self, object data)
+    cpdef void close(self)
+
+
+cdef class BackendPool:
+    cdef public str address
+    cdef public object host, port, idle, connections, loop, tls, server_name
+    cdef public Py_ssize_t outstanding, max_idle
+    cdef public bint retired
+
+    cpdef void begin(self)
+    cpdef void end(self)
+    cpdef UpstreamConnection take(self)
+    cpdef void put(self, UpstreamConnection conn)
+    cpdef void forget(self, UpstreamConnection conn)
