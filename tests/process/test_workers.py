@@ -141,8 +141,9 @@ def test_a_full_reload_of_a_large_table_starts_a_new_generation(router_proc, bac
     wait_until(lambda: not any(pid_alive(p) for p in before), 30, message="the old generation gone")
     # Then the table is rebuilt to stay shared as the workers serve, and the workers are
     # forked again from it (router.process.share): the same pins, served throughout.
-    wait_until(lambda: router.metric("stamp_router_workers_generation") == 3, 60, message="the workers forked again")
-    assert "workers forked again from the rebuilt table" in router.stderr()
+    wait_until(lambda: "workers forked again from the rebuilt table" in router.stderr(), 60,
+               message="the workers forked again")
+    assert router.metric("stamp_router_workers_generation") == 3
     wait_until(lambda: all_serving(router, 2), 30, message="the third generation serving")
     for _ in range(5):
         assert router.request(headers={"X-Tenant-ID": "acme", "Connection": "close"})[1]["x-stamp"] == "eu-2"
