@@ -102,7 +102,7 @@ class MemoryGuard:
             log.warning("resident memory %d MiB reached limits.max_memory (%d MiB): not accepting connections, "
                         "answering new requests 503 until under %d MiB", resident // _MiB, limit // _MiB,
                         int(limit * RECOVER_SHARE) // _MiB)
-            self.server.stop_accepting()
+            self.server.pause_accepting()
         else:
             log.warning("resident memory %d MiB is under %d MiB again: accepting connections",
                         resident // _MiB, int(limit * RECOVER_SHARE) // _MiB if limit else 0)

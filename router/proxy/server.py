@@ -135,7 +135,7 @@ class ProxyServer:
             self.https_port = sock.getsockname()[1]
             self._https.append(self.loop.create_task(serve_https(self, sock)))
 
-    def stop_accepting(self) -> None:
+    def pause_accepting(self) -> None:
         """Overloaded: leave new connections in the listen queue (another worker, or this one
         once recovered, takes them), and close keep-alive connections waiting for their
         next request: what they hold is given back."""
