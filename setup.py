@@ -23,6 +23,9 @@ from setuptools.command.build_ext import build_ext
 HERE = pathlib.Path(__file__).resolve().parent
 BUILD = runpy.run_path(str(HERE / "router" / "build.py"))
 MODULES = BUILD["COMPILED_MODULES"]
+if BUILD["undeclared_modules"]():
+    sys.exit("stamp-router: a .pxd declares modules that router/build.py's COMPILED_MODULES does not list "
+             f"(a compiled module cimporting one would not import): {', '.join(BUILD['undeclared_modules']())}")
 
 
 def _read_manifest(path: pathlib.Path) -> dict:

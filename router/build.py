@@ -106,7 +106,7 @@ def source_path(module: str) -> pathlib.Path:
 
 
 def source_digest(module: str) -> str:
-    """SHA-256 of what a module is compiled from: its .py, and every listed module's .pxd.
+    """SHA-256 of what a module is compiled from: its .py, and every .pxd of the package.
 
     Every .pxd, not only its own: a module compiled against another's declarations (a
     cimport) must be compiled again when they change, or it would read the other's
@@ -119,7 +119,15 @@ def source_digest(module: str) -> str:
 
 
 def _declarations() -> list[pathlib.Path]:
-    return [pxd for pxd in (source_path(m).with_suffix(".pxd") for m in COMPILED_MODULES) if pxd.exists()]
+    return sorted((ROOT / "router").rglob("*.pxd"))
+
+
+def undeclared_modules() -> list[str]:
+    """Modules with a .pxd beside them that COMPILED_MODULES does not list. A compiled
+    module that cimports one would fail to import (its classes would not be the compiled
+    types the .pxd declares): setup.py refuses to build."""
+    names = (".".join(pxd.relative_to(ROOT).with_suffix("").parts) for pxd in _declarations())
+    return [name for name in names if name not in COMPILED_MODULES]
 
 
 def extension_path(module: str) -> pathlib.Path | None:

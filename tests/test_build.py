@@ -19,7 +19,8 @@ import sys
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from router.build import COMPILED_MODULES, PURE_ENV, ROOT, Build, Reason, current, extension_path
+from router.build import (COMPILED_MODULES, PURE_ENV, ROOT, Build, Reason, current, extension_path,
+                          undeclared_modules)
 from router.metrics import register_build_info
 
 WHICH = ("import router.build as b, importlib; c = b.choose(); "
@@ -45,6 +46,11 @@ def test_the_build_make_expects_is_the_one_that_runs():
     suffix = ".py" if choice.build is Build.PURE else ".so"
     for module in COMPILED_MODULES:
         assert importlib.import_module(module).__file__.endswith(suffix), module
+
+
+def test_every_declaration_file_belongs_to_a_compiled_module():
+    # A .pxd beside a module that is not compiled: a compiled module cimporting it fails to import.
+    assert undeclared_modules() == []
 
 
 def test_pure_env_loads_every_listed_module_from_its_source():
