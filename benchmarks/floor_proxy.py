@@ -7,7 +7,12 @@ request bodies, chunked responses, pipelining or smuggling checks). Measured nex
 router it shows how much of the router's cost is Python + uvloop itself and how much is
 everything the router does on top.
 
-    python floor_proxy.py PORT TENANTS_JSON STAMP=HOST:PORT ...
+    python floor_proxy.py [--batch-writes] [--spin-us N] PORT TENANTS_JSON STAMP=HOST:PORT ...
+
+Two options for experiments on the kernel side (benchmarks/README.md, "Kernel time"), off
+in `make bench`: `--batch-writes` holds every write until the event loop has run all the
+callbacks of its current wake-up and then writes them back to back; `--spin-us N` burns N
+µs of CPU per request, to run the floor at the router's request rate.
 """
 
 from __future__ import annotations
@@ -16,12 +21,44 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections import deque
 
 from httptools import HttpRequestParser, HttpResponseParser
 
 CRLF = b"\r\n"
 DROP_UP = frozenset((b"connection", b"keep-alive", b"content-length", b"transfer-encoding"))
+
+
+class Writes:
+    """Every write of the process, sent now or (batched) after the loop's current callbacks."""
+
+    def __init__(self, batch: bool, spin_us: float) -> None:
+        self.batch = batch
+        self.spin = spin_us / 1e6
+        self.held: list = []
+
+    def write(self, transport, data: bytes) -> None:
+        if not self.batch:
+            transport.write(data)
+            return
+        if not self.held:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.held.append((transport, data))
+
+    def flush(self) -> None:
+        held, self.held = self.held, []
+        for transport, data in held:
+            transport.write(data)
+
+    def burn(self) -> None:
+        if self.spin:
+            end = time.perf_counter() + self.spin
+            while time.perf_counter() < end:
+                pass
+
+
+WRITES = Writes(False, 0.0)
 
 
 class Upstream(asyncio.Protocol):
@@ -39,7 +76,7 @@ class Upstream(asyncio.Protocol):
 
     def send(self, client, head: bytes) -> None:
         self.client = client
-        self.transport.write(head)
+        WRITES.write(self.transport, head)
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
@@ -62,7 +99,7 @@ class Upstream(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         client, self.client = self.client, None
-        client.transport.write(b"".join(self.out))
+        WRITES.write(client.transport, b"".join(self.out))
         self.pool.append(self)
 
     def connection_lost(self, exc) -> None:
@@ -108,9 +145,10 @@ class Client(asyncio.Protocol):
             self.lines.append(name + b": " + value + CRLF)
 
     def on_message_complete(self) -> None:
+        WRITES.burn()
         stamp = self.routes.get(self.tenant)
         if stamp is None:
-            self.transport.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            WRITES.write(self.transport, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
             return
         Client.counter += 1
         head = b"".join((self.parser.get_method(), b" ", self.url, b" HTTP/1.1\r\n", *self.lines,
@@ -147,4 +185,14 @@ async def main(port: int, tenants_file: str, backends: list[str]) -> None:
 if __name__ == "__main__":
     import uvloop
     uvloop.install()
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3:]))
+    args = sys.argv[1:]
+    batch = "--batch-writes" in args
+    if batch:
+        args.remove("--batch-writes")
+    spin = 0.0
+    if "--spin-us" in args:
+        i = args.index("--spin-us")
+        spin = float(args[i + 1])
+        del args[i:i + 2]
+    WRITES = Writes(batch, spin)
+    asyncio.run(main(int(args[0]), args[1], args[2:]))
