@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from router.errors import STATUS, ErrorKind, RouterError
+from router.proxy.batch import BatchedTransport, batch_for
 from router.proxy.exchange import Exchange
 from router.proxy.flow import FlowControl, Pause
 from router.proxy.http import CRLF, error_response
@@ -69,6 +70,7 @@ class ClientConnection:
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
+        transport = BatchedTransport(transport, batch_for(asyncio.get_running_loop()))
         self.transport = transport
         server = self.server
         if not server.admit(self):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from router.config.addresses import parse_hostport
+from router.proxy.batch import BatchedTransport, batch_for
 from router.proxy.flow import FlowControl, Pause
 from router.proxy.framing import ends_at_head
 from router.proxy.head import response_connection
@@ -71,6 +72,7 @@ class UpstreamConnection:
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
+        transport = BatchedTransport(transport, batch_for(asyncio.get_running_loop()))
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:

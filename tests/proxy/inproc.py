@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from benchmarks.dataplane_micro import MemTransport, build
+from router.proxy.batch import batch_for
 from router.proxy.downstream import ClientConnection
 
 BACKEND = "127.0.0.1:9"
@@ -44,13 +45,23 @@ class DataPath:
     def request(self, data: bytes) -> bytes:
         """Client bytes in; the bytes sent upstream out."""
         self.client.data_received(data)
-        return self.upstream.transport.take()
+        return self.sent_upstream()
 
     def respond(self, *reads: bytes) -> bytes:
         """Backend bytes in, one data_received per read; the bytes sent to the client out."""
         for data in reads:
             self.upstream.data_received(data)
-        return self.client.transport.take()
+        return self.sent_to_client()
+
+    # Writes wait for the end of the loop's wake-up (router/proxy/batch.py): send them
+    # as the loop would before looking.
+    def sent_upstream(self) -> bytes:
+        batch_for(asyncio.get_running_loop()).flush()
+        return self.upstream.transport.transport.take()
+
+    def sent_to_client(self) -> bytes:
+        batch_for(asyncio.get_running_loop()).flush()
+        return self.client.transport.transport.take()
 
 
 def in_loop(fn):
