@@ -17,6 +17,12 @@ import weakref
 
 _BATCHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+# Bytes a transport holds before they go out at once. uvloop reads a readable socket up to
+# 32 times in one wake-up: a body streamed through must reach the write buffer as it comes,
+# so that its flow control (pause_writing) stops the reads at the usual high-water mark
+# instead of after the wake-up. 64 KiB is asyncio's default high-water mark.
+HOLD_LIMIT = 64 * 1024
+
 
 class WriteBatch:
     """The transports of one event loop holding writes until the loop's next callback."""
@@ -48,20 +54,28 @@ def batch_for(loop: asyncio.AbstractEventLoop) -> WriteBatch:
 class BatchedTransport:
     """A transport whose writes wait for the batch; any other call sends them first."""
 
-    __slots__ = ("transport", "batch", "held")
+    __slots__ = ("transport", "batch", "held", "held_bytes")
 
     def __init__(self, transport: asyncio.Transport, batch: WriteBatch) -> None:
         self.transport = transport
         self.batch = batch
         self.held: list[bytes] | None = None
+        self.held_bytes = 0
 
     def write(self, data: bytes) -> None:
         held = self.held
         if held is None:
+            if len(data) >= HOLD_LIMIT:
+                self.transport.write(data)
+                return
             self.held = [data]
+            self.held_bytes = len(data)
             self.batch.add(self)
         else:
             held.append(data)
+            self.held_bytes += len(data)
+            if self.held_bytes >= HOLD_LIMIT:
+                self.flush()
 
     def flush(self) -> None:
         held = self.held
