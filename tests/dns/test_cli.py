@@ -61,7 +61,7 @@ def registry():
     server.close()
 
 
-def write_config(tmp_path, url, server_address, key_file, name, **sync):
+def write_config(tmp_path, url, server_address, key_file, name, *, owner: str = "cli", **sync):
     extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in sync.items())
     path = tmp_path / "dns.toml"
     path.write_text(f"""
@@ -74,7 +74,7 @@ zone = "{ZONE}"
 tsig_key_file = "{key_file}"
 timeout = "2s"
 [sync]
-owner_id = "cli-{name}"
+owner_id = "{owner}-{name}"
 {extra}
 [metrics]
 textfile = "metrics.prom"

@@ -29,7 +29,7 @@ from router.dns.counts import default_path
 from tests.dns.conftest import FakeRegistry, bind, knot, make_config, rfc2136_provider, stamp, uniq  # noqa: F401 - fixtures
 from tests.dns.servers import ZONE
 from tests.dns.support import answers, run, updater
-from tests.dns.test_cli import StampsServer, router_stamp
+from tests.dns.test_cli import StampsServer, router_stamp, write_config
 from tests.support.relay import TcpRelay
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,26 +44,8 @@ def cron_run(config: str) -> subprocess.CompletedProcess:
 
 
 def cron_config(tmp_path, registry, server, name: str, **sync) -> str:
-    extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in sync.items())
-    path = tmp_path / "dns.toml"
-    path.write_text(f"""
-[source]
-stamps_url = "{registry.url}"
-[provider]
-kind = "rfc2136"
-server = "{server.address}"
-zone = "{ZONE}"
-tsig_key_file = "{server.key_file}"
-timeout = "2s"
-[sync]
-owner_id = "cron-{name}"
-remove_after = 3
-{extra}
-[[records]]
-name = "{name}"
-type = "A"
-""")
-    return str(path)
+    return write_config(tmp_path, registry.url, server.address, server.key_file, name, owner="cron",
+                        **{"remove_after": 3, **sync})
 
 
 @pytest.fixture
