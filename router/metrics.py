@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Prometheus metrics of the data path, kept as plain counters and exported at scrape time.
 
 prometheus_client's labelled metrics take a lock and a dict lookup per update; on a path

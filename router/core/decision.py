@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The routing decision: one value that the proxy carries out and `/route` explains."""
 
 from __future__ import annotations

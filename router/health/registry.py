@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The health registry: the one HealthView the proxy hands to decide().
 
 It owns a `BackendHealth` (router.core.health_fsm) per backend address and feeds it

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Backend health as a worker sees it: what the supervisor last said, plus what the
 worker saw of live traffic, reported back.
 

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """A connection's writes held until the event loop has run every callback of its wake-up.
 
 A write to a peer that sleeps wakes it, and when the peer's CPU is idle that wake-up is an

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The memory guard of a worker: reads its own resident memory at every deadline sweep and
 carries out what router.core.overload decides (limits.max_memory).
 

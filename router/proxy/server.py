@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The proxy listener: accepts client connections and keeps the shared per-process state
 of the data path (pools, counters, the deadline sweep, graceful drain)."""
 

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Each tenant's work in flight in this worker, by the stamp it is on.
 
 A move waits until nothing of the tenant (or no write of it) is still running on the old

@@ -1,0 +1,6 @@
+# C declarations of tenant_load.py for the compiled build (the .py stays the source).
+cdef class TenantLoad:
+    cdef public dict requests, writes, open_tunnels, tunnels
+
+    cpdef void started(self, str tenant, str stamp, bytes method)
+    cpdef void ended(self, str tenant, str stamp, bytes method)
