@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The router's one piece of swapped state: the current snapshot and its proxy settings.
 
 `current` is a (Snapshot, ProxySettings) tuple replaced as a whole, so a request that

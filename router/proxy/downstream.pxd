@@ -1,9 +1,11 @@
 # C declarations of downstream.py for the compiled build (the .py stays the source).
 from router.proxy.exchange cimport Exchange
 from router.proxy.flow cimport FlowControl
+from router.proxy.context cimport ServerContext
 
 cdef class ClientConnection:
-    cdef public object server, transport, parser, client_ip, queue, tunnel, early, settings
+    cdef public ServerContext server
+    cdef public object transport, parser, client_ip, queue, tunnel, early, settings
     cdef public object interest, spelled, forwarded, client_b, scheme
     cdef public Exchange cur
     cdef public Py_ssize_t head_bytes, max_head

@@ -1,10 +1,14 @@
 # C declarations of exchange.py for the compiled build (the .py stays the source).
 # `conn` (a ClientConnection), `pool` and `upstream` stay objects: downstream.py and
 # upstream.py use this module's type, and a typed reference back would need them at this
-# module's import time (a cycle).
+# module's import time (a cycle). The server is declared as its per-request part,
+# router.proxy.context.ServerContext, which imports none of them.
+cimport cython
+from router.proxy.context cimport ServerContext
 
 cdef class Exchange:
-    cdef public object conn, server, snap, settings, decision, connect_task, out
+    cdef public ServerContext server
+    cdef public object conn, snap, settings, decision, connect_task, out
     cdef public double t0, up_deadline, t_up
     cdef public list lines
     # request head
@@ -31,6 +35,7 @@ cdef class Exchange:
     cpdef void on_body(self, bytes chunk)
     cpdef void on_request_done(self)
     cdef void _send_body(self, bytes data)
+    @cython.locals(server=ServerContext)
     cpdef void start(self)
     cpdef bytes _build_head(self, object d)
     cpdef void dispatch(self, bint force_new)
@@ -43,4 +48,5 @@ cdef class Exchange:
     cpdef void flush(self)
     cpdef void response_body(self, bytes body)
     cpdef void response_complete(self, object conn, bint reusable, object trailers)
+    @cython.locals(server=ServerContext)
     cpdef void finish(self, int status, bint aborted=*)

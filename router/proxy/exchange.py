@@ -284,7 +284,7 @@ class Exchange:
         self.snap, self.settings = server.state.current
         snap = self.snap
         self.answer_id()
-        if server.shedding:
+        if server.guard.shedding:
             self.shed()
             return
         if self.content_length is not None and self.content_length > self.settings.max_body_bytes:

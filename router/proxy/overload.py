@@ -58,12 +58,16 @@ def _malloc_trim():
 
 
 class MemoryGuard:
-    """One per ProxyServer. `check()` runs at every sweep (router.proxy.server)."""
+    """One per ProxyServer. `check()` runs at every sweep (router.proxy.server); every
+    request reads `shedding` (a field, not a property: the compiled build reads it as C)."""
+
+    __slots__ = ("server", "memory", "pressure", "_trim", "_warned_unmeasured", "_replacing", "_open_at", "shedding")
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
         self.memory = ResidentMemory()
         self.pressure = Pressure.NORMAL
+        self.shedding = False
         self._trim = _malloc_trim()
         self._warned_unmeasured = False
         self._open_at = 0.0              # the last check that found a connection open
@@ -97,6 +101,7 @@ class MemoryGuard:
                 self.server.memory_stuck()
             return
         self.pressure = state
+        self.shedding = state is Pressure.SHEDDING
         metrics.overload_shedding = 1 if state is Pressure.SHEDDING else 0
         if state is Pressure.SHEDDING:
             metrics.overload_entered += 1
@@ -114,7 +119,3 @@ class MemoryGuard:
         if self._trim is not None:
             self._trim(0)
         return self.memory.read()
-
-    @property
-    def shedding(self) -> bool:
-        return self.pressure is Pressure.SHEDDING

@@ -5,12 +5,12 @@ of the data path (pools, counters, the deadline sweep, graceful drain)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Callable, Coroutine
 
 from router.metrics import ProxyMetrics
 from router.proxy.access_log import AccessLog
+from router.proxy.context import ServerContext
 from router.proxy.downstream import ClientConnection, ProxiedConnection
 from router.proxy.overload import MemoryGuard
 from router.proxy.hold import HoldQueues
@@ -30,15 +30,12 @@ SWEEP_INTERVAL = 0.25
 DRAIN_IDLE_GRACE = 1.0
 
 
-class ProxyServer:
+class ProxyServer(ServerContext):
     def __init__(self, state: RouterState, metrics: ProxyMetrics, access_log: AccessLog | None = None,
                  workers: int = 1, upstream_tls=None, tls=None,
                  on_memory_stuck: Callable[[], None] | None = None) -> None:
-        self.state = state
+        super().__init__(state, metrics, access_log, asyncio.get_running_loop())
         self._on_memory_stuck = on_memory_stuck    # the worker's: exit to be replaced (overload rule 5)
-        self.metrics = metrics
-        self.access_log = access_log
-        self.loop = asyncio.get_running_loop()
         cfg = state.snapshot.config
         self.pools = Pools(cfg.upstream.max_idle_per_backend, cfg.upstream.idle_timeout, self.loop)
         # snapshot -> {backend: UpstreamTls} ([stamps.tls], router.tls.upstream)
@@ -48,11 +45,6 @@ class ProxyServer:
         self.workers = workers            # of the router: the limits are shared among them
         self.tenant_rate = tenant_rate_for(cfg.limits.tenant_rate, cfg.limits.tenant_burst, None, workers)
         self.connections: set[ClientConnection] = set()
-        self.draining = False
-        self.retrying = 0
-        self._rid_prefix = os.urandom(5).hex().encode() + b"-"
-        self._rid = 0
-        self._rr = 0
         self._tasks: set[asyncio.Task] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self._https: list[asyncio.Task] = []
@@ -68,30 +60,12 @@ class ProxyServer:
         state.on_swap(self.holds.on_swap)
 
     # -- shared helpers used by connections --------------------------------------------
-    def next_request_id(self) -> bytes:
-        self._rid += 1
-        return b"%s%x" % (self._rid_prefix, self._rid)
-
-    def next_rr(self) -> int:
-        self._rr += 1
-        return self._rr
-
     def spawn(self, coro: Coroutine) -> asyncio.Task:
         """Create a background task and keep a reference until it ends."""
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def retry_allowed(self, budget: float) -> bool:
-        return self.retrying < max(3, budget * self.metrics.in_flight)
-
-    def retry_began(self) -> None:
-        """A request went to a second backend: it counts against the budget until it ends."""
-        self.retrying += 1
-
-    def retry_ended(self) -> None:
-        self.retrying -= 1
 
     def admit(self, conn: ClientConnection) -> bool:
         if self.draining or len(self.connections) >= self.max_connections:
@@ -151,10 +125,6 @@ class ProxyServer:
     def resume_accepting(self) -> None:
         if not self.draining and not self._servers and self._accepting:
             self.spawn(self._accept())
-
-    @property
-    def shedding(self) -> bool:
-        return self.guard.shedding
 
     def memory_stuck(self) -> None:
         if self._on_memory_stuck is not None:
