@@ -2,6 +2,10 @@
 from router.proxy.exchange cimport Exchange
 from router.proxy.flow cimport FlowControl
 from router.proxy.context cimport ServerContext
+cimport cython
+
+# The lifecycle's deadline kinds and events as C ints (their values are lifecycle.py's).
+cdef int _KEEP, _NONE, _HEADER, _BEGUN, _HEAD_READ, _ANSWERED_ALL
 
 cdef class ClientConnection:
     cdef public ServerContext server
@@ -14,6 +18,7 @@ cdef class ClientConnection:
     cdef public FlowControl flow
     cdef public bint upgraded, closed, eof, trusted
 
+    @cython.locals(phase=int, deadline=int)
     cpdef void _move(self, int event, object settings)
     cpdef void exchange_done(self, Exchange ex, bint aborted)
     cpdef void pause_reading(self, int reason=*)

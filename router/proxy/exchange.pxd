@@ -5,6 +5,7 @@
 # router.proxy.context.ServerContext, which imports none of them.
 cimport cython
 from router.proxy.context cimport ServerContext
+from router.metrics cimport StampStats
 
 cdef class Exchange:
     cdef public ServerContext server
@@ -48,5 +49,5 @@ cdef class Exchange:
     cpdef void flush(self)
     cpdef void response_body(self, bytes body)
     cpdef void response_complete(self, object conn, bint reusable, object trailers)
-    @cython.locals(server=ServerContext)
+    @cython.locals(server=ServerContext, stats=StampStats)
     cpdef void finish(self, int status, bint aborted=*)

@@ -17,12 +17,17 @@ _RAW_CLOSE = Relay.RAW_CLOSE
 
 
 def without_named(fields: list[bytes], connection: bytes) -> list[bytes]:
-    """The field lines minus those the Connection field names (RFC 9110 7.6.1: they are
-    hop-by-hop too). The same list when it names none."""
+    """The fields minus those the Connection field names (RFC 9110 7.6.1: they are
+    hop-by-hop too), each field as four parts (name, b": ", value, CRLF). The same list
+    when it names none."""
     named = connection_tokens(connection) - CONNECTION_OPTIONS
     if not named:
         return fields
-    return [ln for ln in fields if ln.split(b":", 1)[0].strip().lower() not in named]
+    kept: list[bytes] = []
+    for i in range(0, len(fields), 4):
+        if fields[i].lower() not in named:
+            kept += fields[i:i + 4]
+    return kept
 
 
 def forwarded_fields(xff: bytes | None, client: bytes, proto: bytes | None, scheme: bytes, usual: bytes) -> bytes:
@@ -40,7 +45,7 @@ def request_head(method: bytes, url: bytes, fields: list[bytes], host: bytes | N
                  tenant_line: bytes | None, forwarded: bytes, request_id: bytes, chunked: bool,
                  content_length: int | None, upgrade: bytes | None) -> bytes:
     """The head sent upstream: the request line, the client's end-to-end fields as they
-    came (hop-by-hop ones were never collected), then the router's own: Host when the
+    came (hop-by-hop ones were never collected; whole lines or parts of lines in order), then the router's own: Host when the
     client sent none (HTTP/1.0), the tenant, X-Forwarded-*, X-Request-ID and the framing
     of the body as it will be sent."""
     out = [method, b" ", url, b" HTTP/1.1\r\n"]
@@ -66,25 +71,29 @@ def request_head(method: bytes, url: bytes, fields: list[bytes], host: bytes | N
 
 def response_connection(fields: list[bytes], connection: bytes, upgrade: bytes | None,
                         status: int) -> tuple[list[bytes], bool]:
-    """A response's field lines after its Connection field, and whether it says close.
-    The fields it names go (RFC 9110 7.6.1); a 101 keeps Connection and Upgrade, which
-    are the switch itself."""
+    """A response's fields after its Connection field, and whether it says close.
+
+    `fields` holds each field as four parts (name, b": ", value, CRLF), as the relay
+    collects them (router.proxy.upstream), and so does the result. The fields Connection
+    names go (RFC 9110 7.6.1); a 101 keeps Connection and Upgrade, which are the switch
+    itself."""
     tokens = connection_tokens(connection)
     named = tokens - CONNECTION_OPTIONS
-    if named:
-        fields = [ln for ln in fields if ln.split(b":", 1)[0].strip().lower() not in named]
-    else:
-        fields = list(fields)
+    kept: list[bytes] = []
+    for i in range(0, len(fields), 4):
+        if not named or fields[i].lower() not in named:
+            kept += fields[i:i + 4]
     if status == 101:
-        fields.append(b"Connection: " + connection + CRLF)
+        kept += (b"Connection", b": ", connection, CRLF)
         if upgrade is not None:
-            fields.append(b"Upgrade: " + upgrade + CRLF)
-    return fields, b"close" in tokens
+            kept += (b"Upgrade", b": ", upgrade, CRLF)
+    return kept, b"close" in tokens
 
 
 def response_head(status: int, fields: list[bytes] | None, length: bytes | None, relay: Relay,
                   stamp_line: bytes | None, failover_line: bytes | None, close: bool, http10: bool) -> bytes:
-    """The head relayed to the client.
+    """The head relayed to the client. `fields` are the backend's, whole lines or parts
+    of lines in order (joined as they are).
 
     The standard reason phrase, not the backend's: clients ignore it (RFC 9112 4), and
     taking it from a table spares a parser callback per response. The framing fields are

@@ -12,7 +12,8 @@ cdef class UpstreamConnection:
     cdef public double idle_since
     cdef public FlowControl flow
     # the response being parsed
-    cdef public object lines, length, connection, upgrade, trailers
+    cdef public list lines
+    cdef public object length, connection, upgrade, trailers
     cdef public bint chunked, in_body, close_asked
 
     cpdef void serve(self, Exchange ex)

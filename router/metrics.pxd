@@ -1,0 +1,11 @@
+# C declarations of metrics.py for the compiled build (the .py stays the source).
+# Only StampStats is typed: ProxyMetrics is a prometheus_client Collector (a Python class).
+cimport cython
+
+cdef class StampStats:
+    cdef public list codes, buckets
+    cdef public double duration_sum
+    cdef public Py_ssize_t retries
+
+    @cython.locals(i=Py_ssize_t)
+    cpdef void observe(self, int status, double seconds)
