@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from router.errors import ConfigError
 from router.tls.certs import CertPair, PairError, load_into, load_pair, read_pem
 from router.tls.names import NameTable, covers, normalize_name
+from router.tls.records import RecordObject
 
 ALPN = ["http/1.1"]
 
@@ -56,6 +57,7 @@ def new_context(spec: ListenTls, client_ca: bytes | None) -> ssl.SSLContext:
     ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
     ctx.set_alpn_protocols(ALPN)
+    ctx.sslobject_class = RecordObject      # what uvloop's wrap_bio makes (router.tls.records)
     if client_ca is not None:
         ctx.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
         ctx.verify_mode = ssl.CERT_REQUIRED if spec.client_verify == "required" else ssl.CERT_OPTIONAL

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from router.config.addresses import parse_hostport
 from router.errors import ConfigError
 from router.tls.certs import PairError, load_into, load_pair, read_pem
+from router.tls.records import RecordObject
 
 ALPN = ["http/1.1"]
 
@@ -30,6 +31,7 @@ def client_context(tls, base_dir: str, path: str, now: float) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(ALPN)
+    ctx.sslobject_class = RecordObject      # what uvloop's wrap_bio makes (router.tls.records)
     try:
         if not tls.verify:
             ctx.check_hostname = False
