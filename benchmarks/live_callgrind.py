@@ -1,7 +1,7 @@
 """Instructions per request of a live proxy under wrk, counted by callgrind.
 
     .venv/bin/python benchmarks/live_callgrind.py [--systems router,router-pure,floor,haproxy]
-        [--short 8] [--long 24] [--by-object] [--json PATH] [--cg-dir DIR]
+        [--short 8] [--long 24] [--tls] [--by-object] [--json PATH] [--cg-dir DIR]
 
 Systems: router (the compiled data path), router-pure (STAMP_ROUTER_PURE=1), floor
 (benchmarks/floor_proxy.py) and haproxy, each doing the header routing of `run.py`'s header
@@ -18,6 +18,9 @@ the libraries, libc; not the kernel). The router's worker is a forked child with
 callgrind file of its own: that file is the one counted. Under callgrind everything runs
 ~50x slower (the router takes 20-60 s to start): a few minutes per system.
 
+--tls: the same routing with clients over TLS (`run.py`'s `tls` scenario: its ECDSA
+P-256 certificate for localhost, wrk to https://localhost); the router and HAProxy only.
+
 --by-object splits each figure by shared object (libpython, httptools' parser, uvloop's
 loop, the router's compiled modules, libc, haproxy); --cg-dir keeps the callgrind files
 for your own `callgrind_annotate`. Needs valgrind, wrk, nginx and haproxy on PATH.
@@ -29,6 +32,7 @@ import argparse
 import datetime
 import http.client
 import json
+import ssl
 import os
 import re
 import shutil
@@ -43,7 +47,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import LUA, write_requests  # noqa: E402
+from loadgen import LUA, url, write_requests  # noqa: E402
 from procs import Procs, ToolMissing, free_port, require  # noqa: E402
 from systems import (ROOT, STAMPS, Backend, HaproxySystem, PureRouterSystem, RouterSystem, Routing,  # noqa: E402
                      tenant_id, write_table)
@@ -74,12 +78,16 @@ sys.exit(main(sys.argv[1:]))
 class Setup:
     """The temp dir's backend, pin table, request file and routing, shared by every run."""
 
-    def __init__(self, tmp: Path, procs: Procs) -> None:
+    def __init__(self, tmp: Path, procs: Procs, tls: bool = False) -> None:
         self.tmp = tmp
         self.procs = procs
         backend = Backend(tmp, {stamp: free_port() for stamp in STAMPS})
         backend.start(procs, None)
-        self.routing = Routing("header", write_table(tmp / "tables", 100), backend.addresses)
+        cert = None
+        if tls:
+            import tls_material
+            cert = tls_material.material(tmp / "tls")
+        self.routing = Routing("header", write_table(tmp / "tables", 100), backend.addresses, tls=cert)
         self.requests = write_requests(tmp / "req-header.txt", [[("X-Tenant-ID", tenant_id(i))] for i in range(100)])
 
     def command(self, system: str, port: int, tag: str) -> tuple[list[str], dict[str, str], signal.Signals]:
@@ -98,8 +106,12 @@ class Setup:
         return ["haproxy", "-db", "-f", str(cfg)], env, signal.SIGTERM
 
 
-def answers(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def answers(port: int, tls=None) -> bool:
+    if tls is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    else:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file))
+        conn = http.client.HTTPSConnection(tls.server_name, port, timeout=10, context=ctx)
     try:
         conn.request("GET", "/", headers={"X-Tenant-ID": tenant_id(1)})
         return conn.getresponse().status == 200
@@ -129,7 +141,7 @@ def measure(setup: Setup, system: str, secs: float, cg_dir: Path, log) -> dict:
     proc = setup.procs.start(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", *cmd],
                              env=env, cwd=str(ROOT))
     t0 = time.monotonic()
-    while not answers(port):
+    while not answers(port, setup.routing.tls):
         if proc.poll() is not None:
             raise RuntimeError(f"{system} exited with {proc.returncode}:\n{setup.procs.log_tail(name)}")
         if time.monotonic() - t0 > READY_S:
@@ -138,7 +150,7 @@ def measure(setup: Setup, system: str, secs: float, cg_dir: Path, log) -> dict:
     log(f"  {name}: answering after {time.monotonic() - t0:.0f} s; wrk for {secs:g} s")
     # --timeout 10s: wrk's 2 s default is short for a proxy under callgrind.
     wrk = subprocess.run(["wrk", "-t1", "-c64", f"-d{secs:g}s", "--timeout", "10s", "-s", str(LUA),
-                          f"http://127.0.0.1:{port}/", "--", str(setup.requests)],
+                          url(port, setup.routing.tls is not None), "--", str(setup.requests)],
                          capture_output=True, text=True, timeout=secs + 120)
     found = re.search(r"^\s*(\d+) requests in", wrk.stdout, re.M)
     if not found:
@@ -212,6 +224,7 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {', '.join(SYSTEMS)}")
     p.add_argument("--short", type=float, default=8.0, help="seconds of load in the short run (default 8)")
     p.add_argument("--long", type=float, default=24.0, help="seconds of load in the long run (default 24)")
+    p.add_argument("--tls", action="store_true", help="clients over TLS (router and haproxy only)")
     p.add_argument("--by-object", action="store_true", help="also split each figure by shared object")
     p.add_argument("--json", type=Path, help="write the figures to this file too")
     p.add_argument("--cg-dir", type=Path, help="keep the callgrind files here (default: deleted)")
@@ -219,6 +232,8 @@ def options(argv: list[str]) -> argparse.Namespace:
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if unknown := [s for s in args.systems if s not in SYSTEMS]:
         p.error(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+    if args.tls and (other := [s for s in args.systems if s not in ("router", "router-pure", "haproxy")]):
+        p.error(f"--tls: {', '.join(other)} has no TLS listener here")
     if not 1 <= args.short < args.long:
         p.error("need 1 <= --short < --long")
     return args
@@ -245,7 +260,7 @@ def main(argv: list[str]) -> int:
     cg_dir = args.cg_dir or tmp / "callgrind"
     results = {}
     try:
-        setup = Setup(tmp, procs)
+        setup = Setup(tmp, procs, tls=args.tls)
         for system in args.systems:
             short, long = (measure(setup, system, secs, cg_dir, log) for secs in (args.short, args.long))
             requests = long["requests"] - short["requests"]
@@ -280,7 +295,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         doc = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "command": " ".join(["benchmarks/live_callgrind.py", *argv]),
-               "settings": {"short_s": args.short, "long_s": args.long, "wrk": "-t1 -c64"}, "systems": results}
+               "settings": {"short_s": args.short, "long_s": args.long, "wrk": "-t1 -c64", "tls": args.tls}, "systems": results}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 

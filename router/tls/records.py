@@ -4,7 +4,8 @@ uvloop runs TLS through OpenSSL memory BIOs (uvloop/sslproto.pyx): each read fro
 socket is copied into the incoming BIO and decrypted with `SSLObject.read`, each write is
 encrypted with `SSLObject.write` into the outgoing BIO and copied out to the socket, and
 `SSLObject.pending` is asked around every read. Two costs of that path are not OpenSSL's
-and are removed here (measured: benchmarks/README.md, "TLS"):
+and are removed here (measured: benchmarks/README.md, "TLS"; the larger saving was
+elsewhere, in batching a TLS connection's writes like a plain one's):
 
 - `ssl.SSLObject` is ssl.py's Python wrapper: its read, write and pending are interpreted
   functions that call the same-named C methods of the `_ssl` object inside. `RecordObject`
@@ -14,11 +15,11 @@ and are removed here (measured: benchmarks/README.md, "TLS"):
   ssl.SSLObject's.
 - A protocol without `get_buffer` gets each read as a new bytes object that uvloop asks
   OpenSSL to fill with up to 256 KiB: CPython allocates 256 KiB and shrinks it to the
-  record's size, and glibc serves an allocation that large with mmap, the shrink with
-  mremap and the free with munmap: three system calls and a page fault per request.
-  `READ_BUFFER` is the buffer a TLS connection lends instead (router.proxy.tls): one per
-  process, since uvloop fills it and hands it back within one call, before any other
-  connection's read.
+  record's size. (In a fresh process glibc serves that size with mmap, mremap and munmap;
+  in the router's worker its mmap threshold has grown past it and the heap serves it,
+  strace shows no system call for it, so this is a small saving.) `READ_BUFFER` is the
+  buffer a TLS connection lends instead (router.proxy.tls): one per process, since uvloop
+  fills it and hands it back within one call, before any other connection's read.
 """
 
 from __future__ import annotations
