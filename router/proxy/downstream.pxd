@@ -10,7 +10,8 @@ cdef int _KEEP, _NONE, _HEADER, _BEGUN, _HEAD_READ, _ANSWERED_ALL
 cdef class ClientConnection:
     cdef public ServerContext server
     cdef public object transport, parser, client_ip, queue, tunnel, early, settings
-    cdef public object interest, spelled, forwarded, client_b, scheme
+    cdef public dict interest, spelled
+    cdef public object forwarded, client_b, scheme
     cdef public Exchange cur
     cdef public Py_ssize_t head_bytes, max_head
     cdef public int phase

@@ -208,8 +208,8 @@ class ClientConnection:
         if settings is not self.settings:
             # Read once per snapshot, not per field: on_header runs for every field.
             self.settings = settings
-            self.interest = settings.interest.get
-            self.spelled = settings.spelled.get
+            self.interest = settings.interest
+            self.spelled = settings.spelled
             self.max_head = settings.max_header_bytes
             # The X-Forwarded-* lines of a request without its own X-Forwarded-For: the
             # same for every request of the connection under one config.
@@ -233,9 +233,9 @@ class ClientConnection:
         self.head_bytes += len(name) + len(value) + 4
         if self.head_bytes > self.max_head:
             raise RouterError(ErrorKind.HEADERS_TOO_LARGE, "request head exceeds limits.max_header_bytes")
-        kind = self.spelled(name)
+        kind = self.spelled.get(name)
         if kind is None:
-            kind = self.interest(name.lower(), H_PASS)
+            kind = self.interest.get(name.lower(), H_PASS)
         ex.add_field(kind, name, value, self.trusted)
 
     def on_headers_complete(self) -> None:

@@ -4,6 +4,9 @@ from router.proxy.flow cimport FlowControl
 
 cdef class BackendPool
 
+# Response field names -> how the relay treats them (typed: one C dict lookup a field).
+cdef dict _SPECIAL, _EXACT
+
 cdef class UpstreamConnection:
     cdef public BackendPool pool
     cdef public object transport, parser, tunnel

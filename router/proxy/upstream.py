@@ -34,16 +34,15 @@ _SPECIAL = {
     b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP, b"trailer": _HOP,
     b"proxy-authenticate": _HOP, b"proxy-authorization": _HOP,
 }
-_special = _SPECIAL.get
 # The spellings backends actually send, looked up as they come: most response fields
 # then cost one dict lookup and no .lower(). _PASS marks a known end-to-end field.
 _PASS = -1
-_exact = {
+_EXACT = {
     **{k.title(): v for k, v in _SPECIAL.items()}, b"TE": _HOP,
     **{name: _PASS for name in (b"Date", b"Server", b"Content-Type", b"Cache-Control", b"ETag",
                                  b"Last-Modified", b"Vary", b"Set-Cookie", b"Location", b"Expires",
                                  b"Content-Encoding", b"Access-Control-Allow-Origin", b"X-Request-ID")},
-}.get
+}
 
 
 class UpstreamConnection:
@@ -177,9 +176,9 @@ class UpstreamConnection:
             if self.trailers is not None:
                 self.trailers.append(b"".join((name, b": ", value, CRLF)))
             return
-        kind = _exact(name)
+        kind = _EXACT.get(name)
         if kind is None:
-            kind = _special(name.lower(), _PASS)
+            kind = _SPECIAL.get(name.lower(), _PASS)
         if kind == _PASS:
             # Kept as parts, joined once with the whole head (router.proxy.head): a join
             # per field line cost a tuple, a bytes object and a copy more per field.
