@@ -50,6 +50,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "router.proxy.batch",
     "router.proxy.context",
     "router.proxy.downstream",
+    "router.proxy.ends",
     "router.proxy.exchange",
     "router.proxy.flow",
     "router.proxy.forwarded",

@@ -2,26 +2,25 @@
 from router.proxy.exchange cimport Exchange
 from router.proxy.flow cimport FlowControl
 from router.proxy.context cimport ServerContext
+from router.proxy.ends cimport ClientEnd
 cimport cython
 
 # The lifecycle's deadline kinds and events as C ints (their values are lifecycle.py's).
 cdef int _KEEP, _NONE, _HEADER, _BEGUN, _HEAD_READ, _ANSWERED_ALL
 
-cdef class ClientConnection:
+cdef class ClientConnection(ClientEnd):
     cdef public ServerContext server
-    cdef public object transport, parser, client_ip, queue, tunnel, early, settings
+    cdef public object parser, client_ip, queue, tunnel, early, settings
     cdef public dict interest, spelled
-    cdef public object forwarded, client_b, scheme
     cdef public Exchange cur
     cdef public Py_ssize_t head_bytes, max_head
     cdef public int phase
     cdef public double deadline
-    cdef public FlowControl flow
-    cdef public bint upgraded, closed, eof, trusted
+    cdef public bint upgraded, eof, trusted
 
     @cython.locals(phase=int, deadline=int)
     cpdef void _move(self, int event, object settings)
-    cpdef void exchange_done(self, Exchange ex, bint aborted)
+    cpdef void exchange_done(self, object ex, bint aborted)
     cpdef void pause_reading(self, int reason=*)
     cpdef void resume_reading(self, int reason=*)
 

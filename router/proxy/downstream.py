@@ -21,6 +21,7 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 
 from router.errors import STATUS, ErrorKind, RouterError
 from router.proxy.batch import BatchedTransport, batch_for
+from router.proxy.ends import ClientEnd
 from router.proxy.exchange import Exchange
 from router.proxy.flow import FlowControl, Pause
 from router.proxy.http import CRLF, error_response
@@ -40,11 +41,11 @@ _KEEP, _NONE, _HEADER = Deadline.KEEP, Deadline.NONE, Deadline.HEADER
 _BEGUN, _HEAD_READ, _ANSWERED_ALL = Event.REQUEST_BEGUN, Event.HEAD_READ, Event.ANSWERED_ALL
 
 
-class ClientConnection:
-    __slots__ = ("server", "transport", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
-                 "deadline", "flow", "tunnel", "upgraded", "early", "closed",
-                 "eof", "settings", "interest", "spelled", "max_head", "forwarded", "client_b", "trusted",
-                 "scheme")
+class ClientConnection(ClientEnd):
+    # transport, closed, flow, client_b, scheme and forwarded are ClientEnd's.
+    __slots__ = ("server", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
+                 "deadline", "tunnel", "upgraded", "early", "eof", "settings", "interest", "spelled",
+                 "max_head", "trusted")
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server

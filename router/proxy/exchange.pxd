@@ -1,15 +1,17 @@
 # C declarations of exchange.py for the compiled build (the .py stays the source).
-# `conn` (a ClientConnection), `pool` and `upstream` stay objects: downstream.py and
-# upstream.py use this module's type, and a typed reference back would need them at this
-# module's import time (a cycle). The server is declared as its per-request part,
-# router.proxy.context.ServerContext, which imports none of them.
+# downstream.py and upstream.py use this module's type, so a typed reference back to
+# their classes would need them at this module's import time (a cycle). The connections
+# are declared as their bases in router.proxy.ends, and the server as its per-request
+# part, router.proxy.context.ServerContext: neither imports them. `pool` stays an object.
 cimport cython
 from router.proxy.context cimport ServerContext
 from router.metrics cimport StampStats
+from router.proxy.ends cimport ClientEnd, UpstreamEnd
 
 cdef class Exchange:
     cdef public ServerContext server
-    cdef public object conn, snap, settings, decision, connect_task, out
+    cdef public ClientEnd conn
+    cdef public object snap, settings, decision, connect_task, out
     cdef public double t0, up_deadline, t_up
     cdef public list lines
     # request head
@@ -20,7 +22,7 @@ cdef class Exchange:
     # carrying out
     cdef public object pool
     cdef public object backend, tried, pending, replay
-    cdef public object upstream
+    cdef public UpstreamEnd upstream
     cdef public Py_ssize_t pending_bytes, replay_bytes, body_in, bytes_out, read_sent, resp_head_bytes
     cdef public bint replay_ok, retried
     # response
@@ -38,16 +40,17 @@ cdef class Exchange:
     cdef void _send_body(self, bytes data)
     @cython.locals(server=ServerContext)
     cpdef void start(self)
+    @cython.locals(conn=ClientEnd)
     cpdef bytes _build_head(self, object d)
     cpdef void dispatch(self, bint force_new)
-    cpdef void _attach(self, object conn)
-    cpdef void _detach(self, object conn, bint reusable)
+    cpdef void _attach(self, UpstreamEnd conn)
+    cpdef void _detach(self, UpstreamEnd conn, bint reusable)
     cpdef void read_begins(self)
     cpdef void read_ends(self)
     cpdef void response_head(self, int status, object lines, object length, bint chunked)
     cpdef void _cw(self, bytes data)
     cpdef void flush(self)
     cpdef void response_body(self, bytes body)
-    cpdef void response_complete(self, object conn, bint reusable, object trailers)
+    cpdef void response_complete(self, UpstreamEnd conn, bint reusable, object trailers)
     @cython.locals(server=ServerContext, stats=StampStats)
     cpdef void finish(self, int status, bint aborted=*)

@@ -570,7 +570,7 @@ class Exchange:
             if not self.conn.closed:
                 self.conn.transport.write(out[0] if len(out) == 1 else b"".join(out))
         status = self.status
-        self.server.state.health.report(conn.pool.address, status < 500, "5xx" if status >= 500 else "")
+        self.server.state.health.report(self.backend, status < 500, "5xx" if status >= 500 else "")
         # A backend that answered before taking the whole body cannot be reused.
         self._detach(conn, reusable and self.req_done)
         if not self.req_done:

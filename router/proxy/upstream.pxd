@@ -1,15 +1,16 @@
 # C declarations of upstream.py for the compiled build (the .py stays the source).
 from router.proxy.exchange cimport Exchange
 from router.proxy.flow cimport FlowControl
+from router.proxy.ends cimport UpstreamEnd
 
 cdef class BackendPool
 
 # Response field names -> how the relay treats them (typed: one C dict lookup a field).
 cdef dict _SPECIAL, _EXACT
 
-cdef class UpstreamConnection:
+cdef class UpstreamConnection(UpstreamEnd):
     cdef public BackendPool pool
-    cdef public object transport, parser, tunnel
+    cdef public object parser, tunnel
     cdef public Exchange exchange
     cdef public bint reused, got_bytes, reset_parser, closed
     cdef public double idle_since
@@ -19,7 +20,7 @@ cdef class UpstreamConnection:
     cdef public object length, connection, upgrade, trailers
     cdef public bint chunked, in_body, close_asked
 
-    cpdef void serve(self, Exchange ex)
+    cpdef void serve(self, object ex)
     cpdef void release(self, bint reusable)
     cpdef void write(self, object data)
     cpdef void close(self)

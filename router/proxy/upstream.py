@@ -18,6 +18,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from router.config.addresses import parse_hostport
 from router.proxy.batch import BatchedTransport, batch_for
+from router.proxy.ends import UpstreamEnd
 from router.proxy.flow import FlowControl, Pause
 from router.proxy.framing import ends_at_head
 from router.proxy.head import response_connection
@@ -45,12 +46,12 @@ _EXACT = {
 }
 
 
-class UpstreamConnection:
+class UpstreamConnection(UpstreamEnd):
     """One connection to a backend. It parses each response's head into its own fields
     (reset as each message begins) and hands the exchange it serves the parts as they
     complete: the head, body bytes, the end."""
 
-    __slots__ = ("pool", "transport", "parser", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
+    __slots__ = ("pool", "parser", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
                  "reset_parser", "flow", "closed",
                  # the response being parsed
                  "lines", "length", "chunked", "connection", "upgrade", "trailers", "in_body", "close_asked")
