@@ -609,7 +609,7 @@ class Exchange:
         """The backend connection ended before the response did."""
         if self.upstream is not conn:
             return
-        backend = conn.pool.address
+        backend = self.backend
         stale_reuse = conn.reused and not conn.got_bytes
         self._detach(conn, False)
         if self.finished:
@@ -654,7 +654,7 @@ class Exchange:
             client_stalled = flow.write_paused
         else:
             client_stalled = not self.req_done and not flow.reasons & Pause.PEER_FULL
-        backend = conn.pool.address
+        backend = self.backend
         self._detach(conn, False)
         if client_stalled:
             if self.resp_started:

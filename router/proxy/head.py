@@ -16,18 +16,22 @@ _CHUNKED = Relay.CHUNKED
 _RAW_CLOSE = Relay.RAW_CLOSE
 
 
-def without_named(fields: list[bytes], connection: bytes) -> list[bytes]:
-    """The fields minus those the Connection field names (RFC 9110 7.6.1: they are
-    hop-by-hop too), each field as four parts (name, b": ", value, CRLF). The same list
-    when it names none."""
-    named = connection_tokens(connection) - CONNECTION_OPTIONS
-    if not named:
-        return fields
+def _drop_named(fields: list[bytes], named: set[bytes]) -> list[bytes]:
+    """Fields held as four parts each (name, b": ", value, CRLF), minus those whose name
+    is in `named` (lowercase): a new list."""
     kept: list[bytes] = []
     for i in range(0, len(fields), 4):
         if fields[i].lower() not in named:
             kept += fields[i:i + 4]
     return kept
+
+
+def without_named(fields: list[bytes], connection: bytes) -> list[bytes]:
+    """The fields minus those the Connection field names (RFC 9110 7.6.1: they are
+    hop-by-hop too), each field as four parts (name, b": ", value, CRLF). The same list
+    when it names none."""
+    named = connection_tokens(connection) - CONNECTION_OPTIONS
+    return _drop_named(fields, named) if named else fields
 
 
 def forwarded_fields(xff: bytes | None, client: bytes, proto: bytes | None, scheme: bytes, usual: bytes) -> bytes:
@@ -45,9 +49,9 @@ def request_head(method: bytes, url: bytes, fields: list[bytes], host: bytes | N
                  tenant_line: bytes | None, forwarded: bytes, request_id: bytes, chunked: bool,
                  content_length: int | None, upgrade: bytes | None) -> bytes:
     """The head sent upstream: the request line, the client's end-to-end fields as they
-    came (hop-by-hop ones were never collected; whole lines or parts of lines in order), then the router's own: Host when the
-    client sent none (HTTP/1.0), the tenant, X-Forwarded-*, X-Request-ID and the framing
-    of the body as it will be sent."""
+    came (hop-by-hop ones were never collected; whole lines or their parts, in order),
+    then the router's own: Host when the client sent none (HTTP/1.0), the tenant,
+    X-Forwarded-*, X-Request-ID and the framing of the body as it will be sent."""
     out = [method, b" ", url, b" HTTP/1.1\r\n"]
     out += fields
     if host is None:
@@ -79,10 +83,7 @@ def response_connection(fields: list[bytes], connection: bytes, upgrade: bytes |
     itself."""
     tokens = connection_tokens(connection)
     named = tokens - CONNECTION_OPTIONS
-    kept: list[bytes] = []
-    for i in range(0, len(fields), 4):
-        if not named or fields[i].lower() not in named:
-            kept += fields[i:i + 4]
+    kept = _drop_named(fields, named) if named else list(fields)
     if status == 101:
         kept += (b"Connection", b": ", connection, CRLF)
         if upgrade is not None:
