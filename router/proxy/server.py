@@ -68,7 +68,11 @@ class ProxyServer(ServerContext):
         return task
 
     def admit(self, conn: ClientConnection) -> bool:
-        if self.draining or len(self.connections) >= self.max_connections:
+        # Not refused for draining: a connection made now was accepted before the listener
+        # closed (uvloop calls connection_made one callback after the accept), and its
+        # request may be in already; refusing it would reset that request. It is answered
+        # with Connection: close like any other during a drain.
+        if len(self.connections) >= self.max_connections:
             self.metrics.connections_refused += 1
             return False
         self.connections.add(conn)
@@ -161,6 +165,9 @@ class ProxyServer(ServerContext):
         """Stop accepting, let in-flight requests finish (bounded), then close everything."""
         self.stop_accepting()
         self.holds.refuse_all()          # held requests would only wait out the drain: 503 now
+        # Connections accepted in this wake-up are made by callbacks already queued: let
+        # them run, or a drain that finds no connection would exit under them.
+        await asyncio.sleep(0)
         deadline = self.loop.time() + timeout
         idle_until = self.loop.time() + min(timeout, DRAIN_IDLE_GRACE)
         while self.connections and self.loop.time() < idle_until:
