@@ -45,8 +45,13 @@ class StampStats:
         self.codes[status // 100 if status < 600 else 5] += 1
         # Most requests fall in the first buckets: a scan from the start beats a bisect
         # (a call) there, and costs at most len(BUCKETS) comparisons past them.
+        # The bound is read into a C double (metrics.pxd): a comparison with the tuple's
+        # float as an object would box `seconds` once per bucket passed.
         i = 0
-        while i < _NBUCKETS and seconds > BUCKETS[i]:
+        while i < _NBUCKETS:
+            bound = BUCKETS[i]
+            if seconds <= bound:
+                break
             i += 1
         self.buckets[i] += 1
         self.duration_sum += seconds

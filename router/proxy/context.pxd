@@ -10,7 +10,7 @@ cdef class ServerContext:
     cdef public MemoryGuard guard
     cdef public bint draining
     cdef public Py_ssize_t retrying
-    cdef readonly bytes _rid_prefix
+    cdef readonly str _rid_prefix
     cdef Py_ssize_t _rid, _rr
 
     cpdef bytes next_request_id(self)

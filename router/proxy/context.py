@@ -28,13 +28,15 @@ class ServerContext:
         self.retrying = 0
         # Request ids are this process's random prefix and a counter: unique without a
         # random draw per request.
-        self._rid_prefix = os.urandom(5).hex().encode() + b"-"
+        self._rid_prefix = os.urandom(5).hex() + "-"
         self._rid = 0
         self._rr = 0
 
     def next_request_id(self) -> bytes:
         self._rid += 1
-        return b"%s%x" % (self._rid_prefix, self._rid)
+        # An f-string of str, encoded: the compiled build formats the counter in C, where
+        # bytes' % formatting is a generic call (two thirds of a request id's cost).
+        return f"{self._rid_prefix}{self._rid:x}".encode("ascii")
 
     def next_rr(self) -> int:
         self._rr += 1

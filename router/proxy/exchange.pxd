@@ -4,6 +4,7 @@
 # are declared as their bases in router.proxy.ends, and the server as its per-request
 # part, router.proxy.context.ServerContext: neither imports them. `pool` stays an object.
 cimport cython
+from router.core.decide cimport decide
 from router.proxy.context cimport ServerContext
 from router.metrics cimport StampStats
 from router.proxy.ends cimport ClientEnd, UpstreamEnd

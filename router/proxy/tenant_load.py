@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-SAFE = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE"))
+
+def _safe(method: bytes) -> bool:
+    """RFC 9110 9.2.1's safe methods. Compared one by one: the compiled build compares bytes
+    in C, where a set lookup hashes the parser's new method object twice per request."""
+    return method == b"GET" or method == b"HEAD" or method == b"OPTIONS" or method == b"TRACE"
 
 
 class TenantLoad:
@@ -34,7 +38,7 @@ class TenantLoad:
         key = (tenant, stamp)
         table = self.requests
         table[key] = table.get(key, 0) + 1
-        if method not in SAFE:
+        if not _safe(method):
             table = self.writes
             table[key] = table.get(key, 0) + 1
 
@@ -44,7 +48,7 @@ class TenantLoad:
         n = table.pop(key, 0) - 1         # inline: this runs once per request
         if n > 0:
             table[key] = n
-        if method not in SAFE:
+        if not _safe(method):
             _down(self.writes, key)
 
     def tunnel_opened(self, upstream: Any, tenant: str, stamp: str) -> None:

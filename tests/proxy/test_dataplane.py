@@ -35,7 +35,7 @@ def test_request_head_sent_upstream(spelling):
         sent = path.request(b"GET /p?q=1 HTTP/1.1\r\n%s: a.example\r\nUser-Agent: t\r\n%s: acme\r\n"
                             b"%s: keep-alive\r\n%s: https\r\nAccept: */*\r\nKeep-Alive: 5\r\n\r\n"
                             % (host, tenant, connection, proto))
-        rid = path.server._rid_prefix + b"1"
+        rid = path.server._rid_prefix.encode() + b"1"
         assert sent == (b"GET /p?q=1 HTTP/1.1\r\n%s: a.example\r\nUser-Agent: t\r\nAccept: */*\r\n"
                         b"X-Tenant-ID: acme\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
                         b"X-Forwarded-Host: a.example\r\nX-Request-ID: %s\r\n\r\n" % (host, rid))
