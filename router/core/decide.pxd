@@ -1,3 +1,5 @@
 # C declarations of decide.py for the compiled build (the .py stays the source).
 # The exchange calls decide() as C (exchange.pxd cimports it): one call per request.
-cpdef object decide(object facts, object snap, object health, double now, bint explain=*)
+from router.core.decision cimport Decision, forward
+
+cpdef Decision decide(object facts, object snap, object health, double now, bint explain=*)

@@ -5,6 +5,7 @@
 # part, router.proxy.context.ServerContext: neither imports them. `pool` stays an object.
 cimport cython
 from router.core.decide cimport decide
+from router.core.decision cimport Decision
 from router.proxy.context cimport ServerContext
 from router.metrics cimport StampStats
 from router.proxy.ends cimport ClientEnd, UpstreamEnd
@@ -12,7 +13,8 @@ from router.proxy.ends cimport ClientEnd, UpstreamEnd
 cdef class Exchange:
     cdef public ServerContext server
     cdef public ClientEnd conn
-    cdef public object snap, settings, decision, connect_task, out
+    cdef public object snap, settings, connect_task, out
+    cdef public Decision decision
     cdef public double t0, up_deadline, t_up
     cdef public list lines
     # request head
@@ -39,10 +41,10 @@ cdef class Exchange:
     cpdef void on_body(self, bytes chunk)
     cpdef void on_request_done(self)
     cdef void _send_body(self, bytes data)
-    @cython.locals(server=ServerContext)
+    @cython.locals(server=ServerContext, d=Decision)
     cpdef void start(self)
     @cython.locals(conn=ClientEnd)
-    cpdef bytes _build_head(self, object d)
+    cpdef bytes _build_head(self, Decision d)
     cpdef void dispatch(self, bint force_new)
     cpdef void _attach(self, UpstreamEnd conn)
     cpdef void _detach(self, UpstreamEnd conn, bint reusable)
@@ -53,5 +55,5 @@ cdef class Exchange:
     cpdef void flush(self)
     cpdef void response_body(self, bytes body)
     cpdef void response_complete(self, UpstreamEnd conn, bint reusable, object trailers)
-    @cython.locals(server=ServerContext, stats=StampStats)
+    @cython.locals(server=ServerContext, stats=StampStats, d=Decision)
     cpdef void finish(self, int status, bint aborted=*)
