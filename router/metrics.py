@@ -57,14 +57,42 @@ class StampStats:
         self.duration_sum += seconds
 
 
-class ProxyMetrics(Collector):
-    def __init__(self, registry: CollectorRegistry | None, config_info: Callable[[], dict]) -> None:
+class RequestCounters:
+    """What every request counts: the per-stamp stats and the requests in flight.
+
+    ProxyMetrics is this plus the counters of rarer events and the export. The split is
+    for the compiled build: ProxyMetrics is a prometheus_client Collector, a Python class
+    whose every method is a Python call, while this is typed (metrics.pxd), so the
+    connection and the exchange (through router.proxy.context) count a request as C.
+    """
+
+    __slots__ = ("stamps", "in_flight")
+
+    def __init__(self) -> None:
         self.stamps: dict[str, StampStats] = {}
+        self.in_flight = 0
+
+    def stamp(self, name: str | None) -> StampStats:
+        key = name or NO_STAMP
+        stats = self.stamps.get(key)
+        if stats is None:
+            stats = self.stamps[key] = StampStats()
+        return stats
+
+    def request_began(self) -> None:
+        self.in_flight += 1
+
+    def request_ended(self) -> None:
+        self.in_flight -= 1
+
+
+class ProxyMetrics(RequestCounters, Collector):
+    def __init__(self, registry: CollectorRegistry | None, config_info: Callable[[], dict]) -> None:
+        super().__init__()
         self.upstream_errors: dict[tuple[str, str, str], int] = {}
         self.failovers: dict[tuple[str, str], int] = {}
         self.rate_limits: dict[str, int] = {}
         self.open_connections = 0
-        self.in_flight = 0
         self.connections_refused = 0
         self.proxy_protocol_errors = 0
         self.misdirected = 0                      # 421: Host not the connection's SNI
@@ -87,21 +115,8 @@ class ProxyMetrics(Collector):
         if registry is not None:
             registry.register(self)
 
-    def stamp(self, name: str | None) -> StampStats:
-        key = name or NO_STAMP
-        stats = self.stamps.get(key)
-        if stats is None:
-            stats = self.stamps[key] = StampStats()
-        return stats
-
     def retried(self, stamp: str) -> None:
         self.stamp(stamp).retries += 1
-
-    def request_began(self) -> None:
-        self.in_flight += 1
-
-    def request_ended(self) -> None:
-        self.in_flight -= 1
 
     def upstream_error(self, stamp: str, backend: str, kind: str) -> None:
         key = (stamp, backend, kind)

@@ -1,11 +1,13 @@
 # C declarations of context.py for the compiled build (the .py stays the source).
+from router.metrics cimport RequestCounters
 from router.state cimport RouterState
 from router.proxy.overload cimport MemoryGuard
 from router.proxy.tenant_load cimport TenantLoad
 
 cdef class ServerContext:
     cdef public RouterState state
-    cdef public object loop, metrics, access_log, pools, holds, tenant_rate
+    cdef public object loop, access_log, pools, holds, tenant_rate
+    cdef public RequestCounters metrics
     cdef public TenantLoad tenant_load
     cdef public MemoryGuard guard
     cdef public bint draining

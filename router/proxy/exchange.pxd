@@ -7,7 +7,7 @@ cimport cython
 from router.core.decide cimport decide
 from router.core.decision cimport Decision
 from router.proxy.context cimport ServerContext
-from router.metrics cimport StampStats
+from router.metrics cimport RequestCounters, StampStats
 from router.proxy.ends cimport ClientEnd, UpstreamEnd
 
 cdef class Exchange:
@@ -55,5 +55,5 @@ cdef class Exchange:
     cpdef void flush(self)
     cpdef void response_body(self, bytes body)
     cpdef void response_complete(self, UpstreamEnd conn, bint reusable, object trailers)
-    @cython.locals(server=ServerContext, stats=StampStats, d=Decision)
+    @cython.locals(server=ServerContext, metrics=RequestCounters, stats=StampStats, d=Decision)
     cpdef void finish(self, int status, bint aborted=*)
