@@ -38,6 +38,7 @@ from dataclasses import dataclass
 # here once its tests pass against both builds (make test runs them so).
 COMPILED_MODULES: tuple[str, ...] = (
     "router.core.decide",
+    "router.core.health_view",
     "router.core.snapshot",
     "router.core.sources",
     "router.core.tenant",

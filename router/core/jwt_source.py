@@ -42,7 +42,7 @@ import orjson
 
 from router.core.jwt_cache import TokenCache, cache_key
 from router.core.jwt_keys import ALGORITHMS, SUPPORTED_ALGORITHMS, Key, KeyRef
-from router.core.sources import RequestFacts, TenantRejected
+from router.core.sources import RequestFacts, TenantRejected, TenantSource
 from router.core.tenant import MAX_TENANT_LEN, is_valid_tenant
 from router.errors import ErrorKind
 
@@ -96,7 +96,7 @@ def bearer_token(authorization: str, max_bytes: int) -> str | None:
     return token
 
 
-class JwtSource:
+class JwtSource(TenantSource):
     name = "jwt"
     __slots__ = ("keys", "cache", "on_unknown_kid", "algorithms", "issuer", "audience", "leeway",
                  "claim", "max_token_bytes", "residency_claim", "__weakref__")

@@ -61,10 +61,16 @@ class TenantRejected(Exception):
         self.www_authenticate = www_authenticate
 
 
-class TenantSource(Protocol):
-    name: str
+class TenantSource:
+    """A source of the chain: its `name`, and resolve(). Every source extends this; a class
+    rather than a protocol for the compiled build (sources.pxd), where decide() calls a
+    source's resolve() as C."""
 
-    def resolve(self, facts: RequestFacts, now: float) -> str | None: ...
+    name = ""
+    __slots__ = ()
+
+    def resolve(self, facts: RequestFacts, now: float) -> str | None:
+        raise NotImplementedError
 
 
 def normalize_host(host: str) -> str:
@@ -90,7 +96,7 @@ def check_tenant(value: str, origin: str) -> str:
     return value
 
 
-class SubdomainSource:
+class SubdomainSource(TenantSource):
     """`<tenant>.<domain>` for a configured domain; exactly one label."""
 
     name = "subdomain"
@@ -126,7 +132,7 @@ class SubdomainSource:
                    for s in self.suffixes)
 
 
-class HeaderSource:
+class HeaderSource(TenantSource):
     name = "header"
     __slots__ = ("header", "origin", "pinned")
 
@@ -145,7 +151,7 @@ class HeaderSource:
         return value
 
 
-class MtlsSource:
+class MtlsSource(TenantSource):
     """The subject CN of the client certificate the TLS layer verified (listen.client_ca_file):
     for B2B tenants that authenticate with certificates. Without a certificate (plain HTTP,
     or client_verify = "optional"), the next source is asked."""

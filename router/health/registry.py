@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from router.core.health_fsm import (BackendHealth, OutlierLimits, ProbeLimits, end_ejection, ejection_allowed,
                                     forget_probes, on_probe, on_traffic, route)
+from router.core.health_view import HealthView
 from router.core.snapshot import Snapshot, StampView
 from router.health.metrics import HealthMetrics
 from router.health.probes import Prober, ProbeResult, ProbeSpec
@@ -33,19 +34,15 @@ log = logging.getLogger("router.health")
 FIRST_ROUND_GRACE = 2.0
 
 
-class RoutingView:
-    """What the data path routes by (stamp -> routable backends) and the count of requests
-    routed to stamps in panic; the registry computes it, a worker holds a copy
-    (router.process.health)."""
+class RoutingView(HealthView):
+    """What the data path routes by (the core's HealthView: stamp -> routable backends) and
+    the count of requests routed to stamps in panic; the registry computes it, a worker
+    holds a copy (router.process.health)."""
 
     def __init__(self, routable: dict[str, tuple[str, ...]], panic_by_backend: dict[str, tuple[str, ...]]) -> None:
-        self._routable = routable
+        super().__init__(routable)
         self._panic_by_backend = panic_by_backend
         self.panic_routed: dict[str, int] = {}
-
-    # -- HealthView --------------------------------------------------------------
-    def healthy_backends(self, stamp: StampView) -> tuple[str, ...]:
-        return self._routable.get(stamp.name, stamp.backends)
 
     def _count_panic(self, backend: str) -> None:
         if self._panic_by_backend:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from router.config import load_bytes
 from router.core import build_snapshot
 from router.core.snapshot import StampView
-from router.core.sources import TenantRejected
+from router.core.health_view import HealthView
+from router.core.sources import TenantRejected, TenantSource
 from router.errors import ErrorKind
 
 NOW = 1_700_000_000.0
@@ -57,10 +58,11 @@ class Facts:
     client: str = "192.0.2.1"
 
 
-class FakeHealth:
+class FakeHealth(HealthView):
     """Every backend healthy except those named down; whole stamps can be downed too."""
 
     def __init__(self, down_backends=(), down_stamps=()):
+        super().__init__({})
         self.down_backends = set(down_backends)
         self.down_stamps = set(down_stamps)
 
@@ -70,7 +72,7 @@ class FakeHealth:
         return tuple(b for b in stamp.backends if b not in self.down_backends)
 
 
-class FakeJwtSource:
+class FakeJwtSource(TenantSource):
     """Stands in for router.core.jwt_source: a bearer token "good:<tenant>" names a tenant."""
 
     name = "jwt"
