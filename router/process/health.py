@@ -33,7 +33,9 @@ class WorkerHealth(RoutingView):
 
     # -- the proxy's reports of live traffic ------------------------------------------
     def report(self, backend: str, ok: bool, kind: str = "") -> None:
-        self._count_panic(backend)
+        # Once per request: with no stamp in panic (the usual case) no call to count it.
+        if self._panic_by_backend:
+            self._count_panic(backend)
         if ok:
             if backend not in self._failing:
                 return

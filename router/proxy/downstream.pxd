@@ -1,7 +1,6 @@
 # C declarations of downstream.py for the compiled build (the .py stays the source).
 from router.proxy.exchange cimport Exchange
 from router.proxy.flow cimport FlowControl
-from router.proxy.context cimport ServerContext
 from router.proxy.ends cimport ClientEnd
 cimport cython
 
@@ -9,7 +8,6 @@ cimport cython
 cdef int _KEEP, _NONE, _HEADER, _BEGUN, _HEAD_READ, _ANSWERED_ALL
 
 cdef class ClientConnection(ClientEnd):
-    cdef public ServerContext server
     cdef public object parser, client_ip, queue, tunnel, early, settings
     cdef public dict interest, spelled
     cdef public Exchange cur

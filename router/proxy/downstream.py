@@ -42,8 +42,8 @@ _BEGUN, _HEAD_READ, _ANSWERED_ALL = Event.REQUEST_BEGUN, Event.HEAD_READ, Event.
 
 
 class ClientConnection(ClientEnd):
-    # transport, closed, flow, client_b, scheme and forwarded are ClientEnd's.
-    __slots__ = ("server", "parser", "client_ip", "cur", "queue", "head_bytes", "phase",
+    # server, transport, closed, flow, client_b, scheme and forwarded are ClientEnd's.
+    __slots__ = ("parser", "client_ip", "cur", "queue", "head_bytes", "phase",
                  "deadline", "tunnel", "upgraded", "early", "eof", "settings", "interest", "spelled",
                  "max_head", "trusted")
 

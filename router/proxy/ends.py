@@ -14,7 +14,9 @@ from __future__ import annotations
 class ClientEnd:
     """What an exchange reads and calls on its client connection per request."""
 
-    __slots__ = ("transport", "closed", "flow", "client_b", "scheme", "forwarded")
+    # server: the exchange takes its snapshot and counters from the connection's server
+    # when it begins.
+    __slots__ = ("server", "transport", "closed", "flow", "client_b", "scheme", "forwarded")
 
     def exchange_done(self, ex, aborted: bool) -> None:
         """`ex` has ended (answered, refused or cut short)."""

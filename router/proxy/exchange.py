@@ -90,9 +90,10 @@ class Exchange:
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-        server = self.server = conn.server
+        # Read through the typed fields (the compiled build reads them as C).
+        self.server = self.conn.server
         # Each request is decided and carried out on the snapshot current when it began.
-        self.snap, self.settings = server.state.current
+        self.snap, self.settings = self.server.state.current
         self.t0 = _perf_counter()   # durations: uvloop's loop.time() only has 1 ms resolution
         self.lines: list[bytes] = []           # end-to-end fields as parts: name, b": ", value, CRLF
         # request head (from the parser's callbacks, through ClientConnection)
