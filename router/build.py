@@ -61,6 +61,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "router.proxy.lifecycle",
     "router.proxy.overload",
     "router.proxy.proxy_protocol",
+    "router.proxy.response_fields",
     "router.proxy.retry",
     "router.proxy.server",
     "router.proxy.tenant_load",

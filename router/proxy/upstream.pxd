@@ -7,12 +7,13 @@ cdef class BackendPool
 
 # Response field names -> how the relay treats them (typed: one C dict lookup a field).
 cdef dict _SPECIAL, _EXACT
+cdef bint _READ_WHOLE_HEADS
 
 cdef class UpstreamConnection(UpstreamEnd):
     cdef public BackendPool pool
-    cdef public object parser, tunnel
+    cdef public object parser, fast, each_field, tunnel
     cdef public Exchange exchange
-    cdef public bint reused, got_bytes, reset_parser, closed
+    cdef public bint reused, got_bytes, reset_parser, closed, at_message_start, head_read
     cdef public double idle_since
     cdef public FlowControl flow
     # the response being parsed
@@ -20,6 +21,8 @@ cdef class UpstreamConnection(UpstreamEnd):
     cdef public object length, connection, upgrade, trailers
     cdef public bint chunked, in_body, close_asked
 
+    cdef bint read_fields(self, bytes data)
+    cdef void clear_fields(self)
     cpdef void serve(self, object ex)
     cpdef void release(self, bint reusable)
     cpdef void write(self, object data)

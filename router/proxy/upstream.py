@@ -23,43 +23,56 @@ from router.proxy.flow import FlowControl, Pause
 from router.proxy.framing import ends_at_head
 from router.proxy.head import response_connection
 from router.proxy.http import CRLF
+from router.proxy import response_fields
+from router.proxy.response_fields import READ_WHOLE_HEADS, read_head
 
 if TYPE_CHECKING:
     from router.proxy.exchange import Exchange
 
-# Response fields the relay handles itself; the rest pass through as they came.
-_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _UPGRADE, _HOP = range(5)
-_SPECIAL = {
-    b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
-    b"connection": _CONNECTION, b"upgrade": _UPGRADE,
-    b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP, b"trailer": _HOP,
-    b"proxy-authenticate": _HOP, b"proxy-authorization": _HOP,
-}
-# The spellings backends actually send, looked up as they come: most response fields
-# then cost one dict lookup and no .lower(). _PASS marks a known end-to-end field.
-_PASS = -1
-_EXACT = {
-    **{k.title(): v for k, v in _SPECIAL.items()}, b"TE": _HOP,
-    **{name: _PASS for name in (b"Date", b"Server", b"Content-Type", b"Cache-Control", b"ETag",
-                                 b"Last-Modified", b"Vary", b"Set-Cookie", b"Location", b"Expires",
-                                 b"Content-Encoding", b"Access-Control-Allow-Origin", b"X-Request-ID")},
-}
+# Response field names -> how the relay treats them (router.proxy.response_fields).
+_SPECIAL = response_fields.SPECIAL
+_EXACT = response_fields.EXACT
+_READ_WHOLE_HEADS = READ_WHOLE_HEADS
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _UPGRADE, _HOP, _PASS = (
+    response_fields.CONTENT_LENGTH, response_fields.TRANSFER_ENCODING, response_fields.CONNECTION,
+    response_fields.UPGRADE, response_fields.HOP, response_fields.PASS)
+
+
+class _EachField:
+    """The protocol of the parser that reports each field, for the heads `read_head` leaves
+    to it: the connection's own callbacks, plus on_header. (The other parser's protocol is
+    the connection itself, which has no on_header: httptools then calls nothing per field.)"""
+
+    __slots__ = ("on_message_begin", "on_header", "on_headers_complete", "on_body", "on_message_complete")
+
+    def __init__(self, conn: UpstreamConnection) -> None:
+        self.on_message_begin = conn.on_message_begin
+        self.on_header = conn.on_field
+        self.on_headers_complete = conn.on_headers_complete
+        self.on_body = conn.on_body
+        self.on_message_complete = conn.on_message_complete
 
 
 class UpstreamConnection(UpstreamEnd):
     """One connection to a backend. It parses each response's head into its own fields
     (reset as each message begins) and hands the exchange it serves the parts as they
-    complete: the head, body bytes, the end."""
+    complete: the head, body bytes, the end.
 
-    __slots__ = ("pool", "parser", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
-                 "reset_parser", "flow", "closed",
+    It has two parsers and picks one as each response begins: `fast` when the read holds
+    a whole ordinary head, whose fields read_head then takes from the bytes
+    (router.proxy.response_fields), `each_field` otherwise, which reports every field
+    (on_field). Each parser is fed whole messages, so either is between two when picked."""
+
+    __slots__ = ("pool", "parser", "fast", "each_field", "exchange", "reused", "idle_since", "got_bytes", "tunnel",
+                 "reset_parser", "flow", "closed", "at_message_start", "head_read",
                  # the response being parsed
                  "lines", "length", "chunked", "connection", "upgrade", "trailers", "in_body", "close_asked")
 
     def __init__(self, pool: BackendPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.parser = HttpResponseParser(self)
+        self.fast = self.parser = HttpResponseParser(self)
+        self.each_field = HttpResponseParser(_EachField(self))
         self.exchange: Exchange | None = None
         self.reused = False
         self.idle_since = 0.0
@@ -68,7 +81,9 @@ class UpstreamConnection(UpstreamEnd):
         self.flow = FlowControl()
         self.closed = False
         self.reset_parser = False
-        self.on_message_begin()
+        self.head_read = False          # read_head took the fields of the response begun
+        self.clear_fields()
+        self.at_message_start = True    # no byte of the next response parsed yet
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -86,6 +101,8 @@ class UpstreamConnection(UpstreamEnd):
             return
         self.got_bytes = True
         ex.read_begins()
+        if self.at_message_start:
+            self.parser = self.fast if self.read_fields(data) else self.each_field
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -99,7 +116,10 @@ class UpstreamConnection(UpstreamEnd):
                 ex.head_spans_reads(self, len(data))
         if self.reset_parser:
             self.reset_parser = False
-            self.parser = HttpResponseParser(self)
+            if self.parser is self.fast:
+                self.fast = HttpResponseParser(self)
+            else:
+                self.each_field = HttpResponseParser(_EachField(self))
 
     def eof_received(self) -> bool:
         return False
@@ -161,9 +181,19 @@ class UpstreamConnection(UpstreamEnd):
             if self.transport is not None:
                 self.transport.close()
 
-    # -- httptools callbacks (response) ---------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.lines: list[bytes] | None = None      # the fields passed on, as parts: name, b": ", value, CRLF
+    def read_fields(self, data: bytes) -> bool:
+        """The fields of the response `data` begins with, if it holds a whole ordinary head
+        (and the build reads heads so)."""
+        head = read_head(data) if _READ_WHOLE_HEADS else None
+        if head is None:
+            return False
+        self.clear_fields()
+        self.lines, self.length, self.close_asked = head
+        self.head_read = True
+        return True
+
+    def clear_fields(self) -> None:
+        self.lines: list[bytes] | None = None      # the fields passed on: whole lines, or parts (on_field)
         self.length: bytes | None = None
         self.chunked = False
         self.connection: bytes | None = None
@@ -172,7 +202,16 @@ class UpstreamConnection(UpstreamEnd):
         self.in_body = False
         self.close_asked = False
 
-    def on_header(self, name: bytes, value: bytes) -> None:
+    # -- httptools callbacks (response) ---------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.at_message_start = False
+        if self.head_read:
+            self.head_read = False
+        else:
+            self.clear_fields()
+
+    def on_field(self, name: bytes, value: bytes) -> None:
+        """httptools' on_header, of the parser that reports each field (see the class's doc)."""
         if self.in_body:
             if self.trailers is not None:
                 self.trailers.append(b"".join((name, b": ", value, CRLF)))
@@ -223,6 +262,7 @@ class UpstreamConnection(UpstreamEnd):
             ex.response_body(body)
 
     def on_message_complete(self) -> None:
+        self.at_message_start = True
         ex = self.exchange
         if ex is None or not self.in_body:
             return  # an interim (1xx) response ended; the final one follows
