@@ -6,7 +6,7 @@ from router.proxy.tenant_load cimport TenantLoad
 
 cdef class ServerContext:
     cdef public RouterState state
-    cdef public object loop, access_log, pools, holds, tenant_rate
+    cdef public object loop, clock, access_log, pools, holds, tenant_rate
     cdef public RequestCounters metrics
     cdef public TenantLoad tenant_load
     cdef public MemoryGuard guard

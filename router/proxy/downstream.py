@@ -178,9 +178,9 @@ class ClientConnection(ClientEnd):
         if deadline == _NONE:
             self.deadline = INF
         elif deadline == _HEADER:
-            self.deadline = self.server.loop.time() + settings.header_timeout
+            self.deadline = self.server.clock() + settings.header_timeout
         else:
-            self.deadline = self.server.loop.time() + settings.idle_timeout
+            self.deadline = self.server.clock() + settings.idle_timeout
 
     # -- tunnel (Upgrade) -----------------------------------------------------------------
     def write(self, data: bytes) -> None:

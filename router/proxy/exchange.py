@@ -267,7 +267,7 @@ class Exchange:
         if up is not None:
             up.transport.write(data)
             # The request is still on its way: the backend's time to answer runs from its end.
-            self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
+            self.up_deadline = self.server.clock() + self.settings.upstream_timeout
         elif not self.finished:
             if self.pending is None:
                 self.pending = []
@@ -464,7 +464,7 @@ class Exchange:
             conn.transport.write(self.head)
         if self.server.access_log is not None:
             self.t_up = _perf_counter()
-        self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
+        self.up_deadline = self.server.clock() + self.settings.upstream_timeout
         if self.conn.flow.write_paused:
             conn.pause_reading()
 
@@ -497,7 +497,7 @@ class Exchange:
             self.flush()
         self.out = None
         if self.bytes_out != self.read_sent or self.resp_started is not self.read_started:
-            self.up_deadline = self.server.loop.time() + self.settings.upstream_timeout
+            self.up_deadline = self.server.clock() + self.settings.upstream_timeout
 
     def head_spans_reads(self, conn: UpstreamConnection, n: int) -> None:
         """A read ended and the response head is not complete (rare): what httptools holds
