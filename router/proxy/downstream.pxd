@@ -19,6 +19,9 @@ cdef class ClientConnection(ClientEnd):
     @cython.locals(phase=int, deadline=int)
     cpdef void _move(self, int event, object settings)
     cpdef void exchange_done(self, object ex, bint aborted)
+    # Typed, so the queued exchange's fields and start() are C.
+    @cython.locals(ex=Exchange)
+    cdef void _start_first(self) except *
     cpdef void pause_reading(self, int reason=*)
     cpdef void resume_reading(self, int reason=*)
 

@@ -115,11 +115,8 @@ class ClientConnection(ClientEnd):
         except HttpParserError as exc:
             self.protocol_error(ErrorKind.BAD_REQUEST, f"malformed request: {exc}")
             return
-        queue = self.queue
-        if queue:
-            head = queue[0]
-            if head.decision is None and not head.finished:
-                head.start()
+        if self.queue:
+            self._start_first()
 
     def eof_received(self) -> bool | None:
         # A client that half-closes after its request still wants the answer.
@@ -270,15 +267,19 @@ class ClientConnection(ClientEnd):
         if self.flow.reasons and len(queue) <= 1:
             self.resume_reading(Pause.PIPELINE)
         if queue:
-            nxt = queue[0]
-            if nxt.decision is None and not nxt.finished:
-                nxt.start()
+            self._start_first()
         elif self.tunnel is None:
             if self.server.draining:
                 self.closed = True
                 self.transport.close()
                 return
             self._move(_ANSWERED_ALL, ex.settings)
+
+    def _start_first(self) -> None:
+        """Start the first queued exchange unless it has started (or ended) already."""
+        ex = self.queue[0]
+        if ex.decision is None and not ex.finished:
+            ex.start()
 
     def protocol_error(self, kind: ErrorKind, message: str) -> None:
         """The client sent something we cannot parse: answer once, close, forward nothing."""
