@@ -47,10 +47,15 @@ def to_toml(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+class PortTaken(AssertionError):
+    """The router could not bind a port that was free when the test chose it."""
+
+
 class RouterProcess:
     def __init__(self, tmp_path: Path, doc: dict, *, env: dict | None = None, filename: str = "router.toml",
                  port: int | None = None) -> None:
         self.tmp_path = tmp_path
+        self.ports_chosen_here = port is None     # chosen again if another process takes one
         self.port = port or free_port()
         self.admin_port = free_port()
         doc = dict(doc)
@@ -79,16 +84,34 @@ class RouterProcess:
             self.config_path.write_text(to_toml(doc))
 
     def start(self, wait_ready: bool = True, timeout: float = 20.0) -> RouterProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve", "-c", str(self.config_path), *self.args],
-            stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"), env=self.env)
-        if wait_ready:
-            wait_until(self._ready, timeout, message=f"router ready (stderr: {self.stderr_path})")
+        # free_port() only finds a port free a moment ago: any process on the machine may
+        # take it before the router binds it (a client's connect picks from the same
+        # range). The router then refuses to start; ports chosen here are chosen again.
+        for attempt in range(3):
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "router", "serve", "-c", str(self.config_path), *self.args],
+                stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"), env=self.env)
+            if not wait_ready:
+                return self
+            try:
+                wait_until(self._ready, timeout, message=f"router ready (stderr: {self.stderr_path})")
+                return self
+            except PortTaken:
+                if not self.ports_chosen_here or attempt == 2:
+                    raise
+                self._choose_ports()
         return self
+
+    def _choose_ports(self) -> None:
+        self.port, self.admin_port = free_port(), free_port()
+        self.doc["listen"] = {**self.doc["listen"], "http": f"127.0.0.1:{self.port}"}
+        self.doc["admin"] = {**self.doc["admin"], "listen": f"127.0.0.1:{self.admin_port}"}
+        self.write_config(self.doc)
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"router exited with {self.proc.returncode}: {self.stderr()}")
+            error = PortTaken if "Address already in use" in self.stderr() else AssertionError
+            raise error(f"router exited with {self.proc.returncode}: {self.stderr()}")
         try:
             status, _, _ = self.admin("GET", "/readyz")
         except OSError:
