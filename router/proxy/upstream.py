@@ -23,19 +23,14 @@ from router.proxy.flow import FlowControl, Pause
 from router.proxy.framing import ends_at_head
 from router.proxy.head import response_connection
 from router.proxy.http import CRLF
-from router.proxy import response_fields
-from router.proxy.response_fields import READ_WHOLE_HEADS, read_head
+from router.proxy.response_fields import (CONNECTION, CONTENT_LENGTH, EXACT, PASS, READ_WHOLE_HEADS, SPECIAL,
+                                          TRANSFER_ENCODING, UPGRADE, read_head)
 
 if TYPE_CHECKING:
     from router.proxy.exchange import Exchange
 
-# Response field names -> how the relay treats them (router.proxy.response_fields).
-_SPECIAL = response_fields.SPECIAL
-_EXACT = response_fields.EXACT
-_READ_WHOLE_HEADS = READ_WHOLE_HEADS
-_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _UPGRADE, _HOP, _PASS = (
-    response_fields.CONTENT_LENGTH, response_fields.TRANSFER_ENCODING, response_fields.CONNECTION,
-    response_fields.UPGRADE, response_fields.HOP, response_fields.PASS)
+# Typed copies (upstream.pxd): looked up as C once per field or response.
+_SPECIAL, _EXACT, _READ_WHOLE_HEADS = SPECIAL, EXACT, READ_WHOLE_HEADS
 
 
 class _EachField:
@@ -218,23 +213,23 @@ class UpstreamConnection(UpstreamEnd):
             return
         kind = _EXACT.get(name)
         if kind is None:
-            kind = _SPECIAL.get(name.lower(), _PASS)
-        if kind == _PASS:
+            kind = _SPECIAL.get(name.lower(), PASS)
+        if kind == PASS:
             # Kept as parts, joined once with the whole head (router.proxy.head): a join
             # per field line cost a tuple, a bytes object and a copy more per field.
             if self.lines is None:
                 self.lines = [name, b": ", value, CRLF]
             else:
                 self.lines.extend((name, b": ", value, CRLF))
-        elif kind == _CONTENT_LENGTH:
+        elif kind == CONTENT_LENGTH:
             self.length = value
-        elif kind == _TRANSFER_ENCODING:
+        elif kind == TRANSFER_ENCODING:
             self.chunked = value.strip().lower().endswith(b"chunked")
-        elif kind == _CONNECTION:
+        elif kind == CONNECTION:
             # "keep-alive" is HTTP/1.1's default and says nothing more; most backends send it.
             if value != b"keep-alive" or self.connection is not None:
                 self.connection = value if self.connection is None else self.connection + b", " + value
-        elif kind == _UPGRADE:
+        elif kind == UPGRADE:
             self.upgrade = value
         # other hop-by-hop fields end here (RFC 9110 7.6.1)
 

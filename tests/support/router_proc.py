@@ -56,19 +56,14 @@ class RouterProcess:
                  port: int | None = None) -> None:
         self.tmp_path = tmp_path
         self.ports_chosen_here = port is None     # chosen again if another process takes one
-        self.port = port or free_port()
-        self.admin_port = free_port()
-        doc = dict(doc)
-        doc.setdefault("listen", {})
-        doc["listen"] = {**doc["listen"], "http": f"127.0.0.1:{self.port}"}
-        doc["admin"] = {**doc.get("admin", {}), "listen": f"127.0.0.1:{self.admin_port}"}
+        self.doc = doc = dict(doc)
+        self._listen_on(port or free_port(), free_port())
         doc.setdefault("control", {})
         doc["control"] = {"state_dir": str(tmp_path / "state"), **doc["control"]}
         # One worker unless a test asks for more: every test still runs the supervisor and
         # a worker process, and a 2-core machine running the suite in parallel is not
         # loaded with a worker per core per router.
         doc["process"] = {"workers": 1, **doc.get("process", {})}
-        self.doc = doc
         self.config_path = tmp_path / filename
         self.write_config(doc)
         self.stdout_path = tmp_path / "router.stdout"
@@ -99,14 +94,14 @@ class RouterProcess:
             except PortTaken:
                 if not self.ports_chosen_here or attempt == 2:
                     raise
-                self._choose_ports()
-        return self
+                self._listen_on(free_port(), free_port())
+                self.write_config(self.doc)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _choose_ports(self) -> None:
-        self.port, self.admin_port = free_port(), free_port()
-        self.doc["listen"] = {**self.doc["listen"], "http": f"127.0.0.1:{self.port}"}
-        self.doc["admin"] = {**self.doc["admin"], "listen": f"127.0.0.1:{self.admin_port}"}
-        self.write_config(self.doc)
+    def _listen_on(self, port: int, admin_port: int) -> None:
+        self.port, self.admin_port = port, admin_port
+        self.doc["listen"] = {**self.doc.get("listen", {}), "http": f"127.0.0.1:{port}"}
+        self.doc["admin"] = {**self.doc.get("admin", {}), "listen": f"127.0.0.1:{admin_port}"}
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
